@@ -1,0 +1,50 @@
+"""VideoSys core: the spatial-temporal DiT interfaces that DSP, PAB and the models share.
+
+Hidden states are ``(B, T, S, C)``; each attention declares its :class:`AttentionAxis`; blocks are
+:class:`STBlock` with :class:`Branch` sublayers; backbones are :class:`STBackbone`
+(``embed -> blocks -> head``). See the architecture page of the docs.
+"""
+
+from .attention import AttentionBackendUnavailable, attention_backend, available_backends, scaled_dot_product
+from .backbone import (
+    AdaLNBlock,
+    BranchSite,
+    Conditioning,
+    InterfaceError,
+    STBackbone,
+    STBlock,
+    branch_sites,
+    check_backbone,
+)
+from .layout import AttentionAxis, VideoShape, check_video_tokens, from_sequences, to_sequences
+from .modules import Branch, CrossAttention, SelfAttention, VideoAttention
+from .steps import DenoisingStep, current_step, denoising_step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdaLNBlock",
+    "AttentionAxis",
+    "AttentionBackendUnavailable",
+    "Branch",
+    "BranchSite",
+    "Conditioning",
+    "CrossAttention",
+    "DenoisingStep",
+    "InterfaceError",
+    "STBackbone",
+    "STBlock",
+    "SelfAttention",
+    "VideoAttention",
+    "VideoShape",
+    "attention_backend",
+    "available_backends",
+    "branch_sites",
+    "check_backbone",
+    "check_video_tokens",
+    "current_step",
+    "denoising_step",
+    "from_sequences",
+    "scaled_dot_product",
+    "to_sequences",
+]

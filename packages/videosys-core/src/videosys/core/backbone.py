@@ -1,0 +1,222 @@
+"""Spatial-temporal DiT blocks and backbones: the interfaces DSP and PAB rely on.
+
+A backbone is ``embed -> blocks -> head``. ``embed`` returns the ``(B, T, S, C)`` tokens and a
+:class:`Conditioning` that travels beside them unchanged through every block; ``head`` maps the
+tokens to the model's output. Sequence parallelism shards the tokens between ``embed`` and
+``head``; attention caching wraps the blocks' :class:`~videosys.core.modules.Branch` modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .layers.mlp import FeedForward
+from .layers.modulation import split_modulation
+from .layers.norm import NormKind
+from .layers.rope import RotaryEmbedding
+from .layout import AttentionAxis, check_video_tokens
+from .modules import Branch, CrossAttention, SelfAttention, VideoAttention
+
+__all__ = [
+    "AdaLNBlock",
+    "BranchSite",
+    "Conditioning",
+    "InterfaceError",
+    "STBackbone",
+    "STBlock",
+    "branch_sites",
+    "check_backbone",
+]
+
+
+class InterfaceError(TypeError):
+    """A model does not follow the VideoSys backbone interfaces."""
+
+
+@dataclass
+class Conditioning:
+    """Everything a block needs besides its tokens; identical on every sequence-parallel rank."""
+
+    modulation: torch.Tensor | None = None
+    """adaLN input, ``(B, k)``: the embedded timestep (and class label, for DiT)."""
+    context: torch.Tensor | None = None
+    """Text tokens for cross-attention, ``(B, L, Cc)``."""
+    context_mask: torch.Tensor | None = None
+    """Boolean ``(B, L)``, True for real (non-padding) text tokens."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Model-specific values the head needs (e.g. the raw timestep embedding)."""
+
+
+class STBlock(nn.Module):
+    """One transformer block with one self-attention axis.
+
+    Subclasses assign ``self.attn`` (a :class:`Branch` around a :class:`VideoAttention`), optionally
+    ``self.cross`` (a :class:`Branch` around a :class:`CrossAttention`) and ``self.mlp`` (a
+    :class:`Branch` around a token-wise module), and implement ``forward(x, cond) -> x``, adding each
+    branch's output to the residual stream.
+    """
+
+    attn: Branch
+    cross: Branch | None = None
+    mlp: Branch
+
+    @property
+    def axis(self) -> AttentionAxis:
+        """The axis this block's self-attention mixes."""
+        return self.attn.inner.axis
+
+    def branches(self) -> dict[str, Branch]:
+        """The block's residual branches by attribute name, in execution order."""
+        names = ("attn", "cross", "mlp")
+        return {name: getattr(self, name) for name in names if getattr(self, name, None) is not None}
+
+    def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, cond)")
+
+
+class AdaLNBlock(STBlock):
+    """The adaLN-zero block of DiT, PixArt, Latte and STDiT3.
+
+    ``x += gate1 * attn(modulate(norm(x)))``; ``x += cross(x, context)`` when ``cross_attention``;
+    ``x += gate2 * mlp(modulate(norm(x)))``. The six shift/scale/gate vectors come from
+    ``cond.modulation``: added to a learned ``scale_shift_table`` (``modulation="table"``, adaLN-single:
+    PixArt, Latte, STDiT3) or through a per-block SiLU + linear layer (``"linear"``, DiT).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        axis: AttentionAxis | str,
+        *,
+        mlp_ratio: float = 4.0,
+        cross_attention: bool = False,
+        context_dim: int | None = None,
+        modulation: str = "table",
+        qk_norm: NormKind | None = None,
+        rope: RotaryEmbedding | None = None,
+        qkv_bias: bool = True,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+
+        def norm() -> nn.Module:
+            return nn.LayerNorm(dim, elementwise_affine=False, eps=norm_eps)
+
+        attention = SelfAttention(dim, num_heads, axis, qkv_bias=qkv_bias, qk_norm=qk_norm, rope=rope)
+        self.attn = Branch(attention, norm())
+        if cross_attention:
+            self.cross = Branch(CrossAttention(dim, num_heads, context_dim, qkv_bias=qkv_bias))
+        self.mlp = Branch(FeedForward(dim, int(dim * mlp_ratio)), norm())
+        if modulation == "table":
+            self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
+        elif modulation == "linear":
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        else:
+            raise ValueError(f"unknown modulation {modulation!r}; expected 'table' or 'linear'")
+        self.modulation = modulation
+
+    def modulation_params(self, cond: Conditioning) -> tuple[torch.Tensor, ...]:
+        """shift/scale/gate for attention, then for the MLP, each ``(B, 1, 1, C)``."""
+        if cond.modulation is None:
+            raise ValueError(f"{type(self).__name__} needs cond.modulation (the embedded timestep), got None")
+        if self.modulation == "table":
+            params = self.scale_shift_table[None] + cond.modulation.reshape(cond.modulation.shape[0], 6, -1)
+        else:
+            params = self.adaLN_modulation(cond.modulation)
+        return split_modulation(params, 6)
+
+    def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        check_video_tokens(x, channels=self.dim)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation_params(cond)
+        x = x + self.attn(x, shift=shift_msa, scale=scale_msa, gate=gate_msa)
+        if self.cross is not None:
+            x = x + self.cross(x, cond.context, cond.context_mask)
+        return x + self.mlp(x, shift=shift_mlp, scale=scale_mlp, gate=gate_mlp)
+
+
+class STBackbone(nn.Module):
+    """A DiT backbone: ``embed(...) -> (x, cond)``, ``blocks``, ``head(x, cond)``.
+
+    Subclasses implement :meth:`embed` and :meth:`head` and fill ``self.blocks`` with
+    :class:`STBlock` modules. ``gradient_checkpointing = True`` recomputes each block in backward.
+    """
+
+    blocks: nn.ModuleList
+    gradient_checkpointing: bool = False
+
+    def embed(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, Conditioning]:  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} must implement embed(...) -> (x, cond)")
+
+    def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} must implement head(x, cond)")
+
+    def run_blocks(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Apply every block in order."""
+        for block in self.blocks:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, cond, use_reentrant=False)
+            else:
+                x = block(x, cond)
+        return x
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        x, cond = self.embed(*args, **kwargs)
+        check_video_tokens(x, name="embed() output")
+        return self.head(self.run_blocks(x, cond), cond)
+
+
+class BranchSite(NamedTuple):
+    """Where a branch sits in a backbone."""
+
+    block: int
+    """Index in ``backbone.blocks``."""
+    layer: int
+    """Index among the blocks of the same self-attention axis (spatial block 0, 1, ...; temporal 0, 1, ...)."""
+    block_axis: AttentionAxis
+    """The axis of the block's self-attention."""
+    name: str
+    """The branch's attribute on the block: ``"attn"``, ``"cross"`` or ``"mlp"``."""
+    branch: Branch
+
+
+def check_backbone(model: nn.Module) -> None:
+    """Raise :class:`InterfaceError` naming what breaks the interfaces, or return None when ``model`` conforms."""
+    if not isinstance(model, STBackbone):
+        raise InterfaceError(
+            f"{type(model).__name__} is not a videosys.core.STBackbone; build the model on the core "
+            "interfaces (embed / blocks / head) to use DSP and PAB"
+        )
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, nn.ModuleList) or len(blocks) == 0:
+        raise InterfaceError(f"{type(model).__name__}.blocks must be a non-empty nn.ModuleList of STBlock")
+    for i, block in enumerate(blocks):
+        where = f"{type(model).__name__}.blocks[{i}] ({type(block).__name__})"
+        if not isinstance(block, STBlock):
+            raise InterfaceError(f"{where} is not a videosys.core.STBlock")
+        if not isinstance(getattr(block, "attn", None), Branch) or not isinstance(block.attn.inner, VideoAttention):
+            raise InterfaceError(f"{where}.attn must be a Branch around a VideoAttention")
+        if block.cross is not None and (
+            not isinstance(block.cross, Branch) or not isinstance(block.cross.inner, CrossAttention)
+        ):
+            raise InterfaceError(f"{where}.cross must be None or a Branch around a CrossAttention")
+        if not isinstance(getattr(block, "mlp", None), Branch) or block.mlp.axis is not None:
+            raise InterfaceError(f"{where}.mlp must be a Branch around a token-wise module (no attention axis)")
+
+
+def branch_sites(model: STBackbone) -> list[BranchSite]:
+    """Every residual branch of a conforming backbone, in execution order."""
+    check_backbone(model)
+    sites: list[BranchSite] = []
+    layers_seen: dict[AttentionAxis, int] = {}
+    for i, block in enumerate(model.blocks):
+        layer = layers_seen.get(block.axis, 0)
+        layers_seen[block.axis] = layer + 1
+        sites.extend(BranchSite(i, layer, block.axis, name, branch) for name, branch in block.branches().items())
+    return sites

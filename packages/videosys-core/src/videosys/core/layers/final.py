@@ -1,0 +1,38 @@
+"""The output layer: modulated norm then a linear map back to patch values."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .modulation import modulate, split_modulation
+
+__all__ = ["FinalLayer"]
+
+
+class FinalLayer(nn.Module):
+    """``linear(modulate(norm(x), shift, scale))`` with adaLN parameters from ``cond``.
+
+    ``modulation="table"``: ``shift, scale = scale_shift_table + cond`` with ``cond: (B, C)`` (PixArt,
+    Latte, STDiT3). ``modulation="linear"``: ``shift, scale = adaLN_modulation(cond)`` with a SiLU +
+    linear layer (DiT).
+    """
+
+    def __init__(self, dim: int, out_dim: int, modulation: str = "table", eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.linear = nn.Linear(dim, out_dim)
+        if modulation == "table":
+            self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim**0.5)
+        elif modulation == "linear":
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        else:
+            raise ValueError(f"unknown modulation {modulation!r}; expected 'table' or 'linear'")
+        self.modulation = modulation
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if self.modulation == "table":
+            shift, scale = split_modulation(self.scale_shift_table[None] + cond[:, None], 2, ndim=x.dim())
+        else:
+            shift, scale = split_modulation(self.adaLN_modulation(cond), 2, ndim=x.dim())
+        return self.linear(modulate(self.norm(x), shift, scale))

@@ -1,0 +1,3 @@
+"""VideoSys PAB: Pyramid Attention Broadcast for spatial-temporal video DiTs."""
+
+__version__ = "0.1.0"
