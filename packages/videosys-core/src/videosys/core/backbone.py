@@ -62,8 +62,13 @@ class STBlock(nn.Module):
     """
 
     attn: Branch
-    cross: Branch | None = None
+    cross: Branch | None
     mlp: Branch
+
+    def __init__(self) -> None:
+        super().__init__()
+        # An instance attribute, not a class default: a class-level None would shadow a registered submodule.
+        self.cross = None
 
     @property
     def axis(self) -> AttentionAxis:

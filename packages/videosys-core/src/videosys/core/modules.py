@@ -36,8 +36,8 @@ class VideoAttention(nn.Module):
 
     axis: AttentionAxis
     num_heads: int
-    rope: nn.Module | None = None
-    scale: float | None = None
+    rope: nn.Module | None
+    scale: float | None
 
     def __init__(self, axis: AttentionAxis | str, num_heads: int) -> None:
         super().__init__()
@@ -46,6 +46,9 @@ class VideoAttention(nn.Module):
             raise ValueError("a VideoAttention mixes x's own tokens; use CrossAttention for axis 'cross'")
         self.axis = axis
         self.num_heads = num_heads
+        # Instance attributes, not class defaults: a class-level None would shadow a registered submodule.
+        self.rope = None
+        self.scale = None
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token-wise q, k, v, each ``(B, T, S, H, D)``."""

@@ -116,14 +116,16 @@ def sincos_2d(
 ) -> torch.Tensor:
     """``(height * width, dim)`` 2-D sin-cos positions in row-major token order (DiT/PixArt/Latte).
 
-    Half the channels encode the row, half the column; ``base_size`` and ``interpolation_scale``
-    rescale the grid as PixArt and Latte do for resolutions other than the trained one.
+    Half the channels encode the column, half the row. Positions are token indices (MAE/DiT);
+    ``base_size`` stretches each axis to ``base_size`` positions and ``interpolation_scale`` divides
+    them, as PixArt and Latte do for resolutions other than the trained one.
     """
     if dim % 4:
         raise ValueError(f"2-D sin-cos embedding needs dim divisible by 4, got {dim}")
-    base = height if base_size is None else base_size
-    rows = torch.arange(height, dtype=torch.float64) / (height / base) / interpolation_scale
-    cols = torch.arange(width, dtype=torch.float64) / (width / base) / interpolation_scale
+    rows = torch.arange(height, dtype=torch.float64) / interpolation_scale
+    cols = torch.arange(width, dtype=torch.float64) / interpolation_scale
+    if base_size is not None:
+        rows, cols = rows * (base_size / height), cols * (base_size / width)
     grid_rows, grid_cols = torch.meshgrid(rows, cols, indexing="ij")
     # DiT's reference builds the grid with the column coordinate first.
     return torch.cat([sincos_1d(grid_cols, dim // 2), sincos_1d(grid_rows, dim // 2)], dim=1)
