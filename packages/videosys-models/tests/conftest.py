@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -92,3 +94,81 @@ def dit_reference(tmp_path):
     folder = tmp_path / "transformer"
     model.save_pretrained(folder, safe_serialization=True)
     return model, folder
+
+
+def tiny_tokenizer():
+    """A T5-style word-level tokenizer (pad 0, eos 1) built in memory: no hub download, no sentencepiece."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = "a an cat dog runs walks on the beach at sunset in snow red blue".split()
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def tiny_t5(vocab_size: int, width: int):
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=vocab_size, d_model=width, d_ff=2 * width, d_kv=8, num_layers=1, num_heads=2)
+    return T5EncoderModel(config).eval()
+
+
+def tiny_vae():
+    torch.manual_seed(0)
+    return diffusers.AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        latent_channels=4,
+        sample_size=16,
+    ).eval()
+
+
+def tiny_temporal_vae():
+    torch.manual_seed(0)
+    return diffusers.AutoencoderKLTemporalDecoder(
+        down_block_types=("DownEncoderBlock2D",) * 2, block_out_channels=(32, 32), latent_channels=4, sample_size=16
+    ).eval()
+
+
+def ddim_scheduler(**extra):
+    """DDIM with Latte-1's and DiT's training schedule (1000 linear betas 1e-4..0.02)."""
+    config = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear"}
+    return diffusers.DDIMScheduler.from_config({**config, "clip_sample": False, **extra})
+
+
+@pytest.fixture
+def latte_folder(tmp_path):
+    """A complete tiny Latte-1 folder saved by diffusers' LattePipeline, plus a temporal-decoder VAE."""
+    transformer = latte_reference_class()(**TINY_LATTE).eval()
+    randomize(transformer, seed=4)
+    tokenizer = tiny_tokenizer()
+    pipe = diffusers.LattePipeline(
+        tokenizer=tokenizer,
+        text_encoder=tiny_t5(len(tokenizer), TINY_LATTE["caption_channels"]),
+        vae=tiny_vae(),
+        transformer=transformer,
+        scheduler=ddim_scheduler(),
+    )
+    root = tmp_path / "latte"
+    pipe.save_pretrained(root, safe_serialization=True)
+    tiny_temporal_vae().save_pretrained(root / "vae_temporal_decoder", safe_serialization=True)
+    return root
+
+
+@pytest.fixture
+def dit_folder(tmp_path):
+    """A complete tiny DiT folder saved by diffusers' DiTPipeline, with a (made-up, tiny) id2label table."""
+    pipe = diffusers.DiTPipeline(transformer=build_dit(seed=5), vae=tiny_vae(), scheduler=ddim_scheduler())
+    root = tmp_path / "dit"
+    pipe.save_pretrained(root, safe_serialization=True)
+    index = json.loads((root / "model_index.json").read_text())
+    index["id2label"] = {"0": "tench, Tinca tinca", "7": "cock"}  # the published folder carries 1000 of these
+    (root / "model_index.json").write_text(json.dumps(index))
+    return root
