@@ -23,7 +23,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
@@ -231,8 +230,7 @@ def bench_pab(args: argparse.Namespace, diffusers, device: torch.device, dtype: 
         from videosys.models import LATTE_PAB
 
         our_q = {
-            kind: [b.attn.inner.to_q for b in ours.blocks if b.axis.value == kind]
-            for kind in ("spatial", "temporal")
+            kind: [b.attn.inner.to_q for b in ours.blocks if b.axis.value == kind] for kind in ("spatial", "temporal")
         }
         our_q["cross"] = [b.cross.inner.to_q for b in ours.blocks if b.cross is not None]
         our_calls = count_calls(our_q)

@@ -85,7 +85,7 @@ def test_dit_forward_equals_diffusers(dit_reference, timestep):
 
 
 def test_dit_other_resolution_equals_diffusers(dit_reference):
-    """Latents larger than the trained size (square: diffusers assumes it) re-derive the position table exactly as diffusers does."""
+    """Latents larger than the trained size re-derive the position table as diffusers does (square: it assumes so)."""
     reference, folder = dit_reference
     ours = load_backbone(DiTTransformer, folder)
     latents = torch.randn(2, 4, 12, 12, generator=torch.Generator().manual_seed(5))
@@ -105,3 +105,16 @@ def test_latte_other_resolution_equals_diffusers(latte_reference):
         expected = reference(latents, timestep=torch.tensor([700]), encoder_hidden_states=text, return_dict=False)[0]
         got = ours(latents, torch.tensor([700]), text)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_latte_caption_mask_equals_dropping_the_masked_tokens(latte_reference):
+    """A boolean caption mask (diffusers' Latte has no working one) must act as if masked tokens were absent."""
+    _, folder = latte_reference
+    ours = load_backbone(LatteTransformer, folder)
+    latents, text = _latte_inputs(1, frames=4)
+    mask = torch.tensor([[True] * 4 + [False] * 3])
+    t = torch.tensor([400])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            ours(latents, t, text, encoder_attention_mask=mask), ours(latents, t, text[:, :4]), rtol=0, atol=1e-6
+        )

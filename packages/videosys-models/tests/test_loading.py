@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -60,6 +62,8 @@ def test_bin_weights_only_when_allowed(tmp_path, make_dit):
 
 def test_sharded_safetensors(dit_reference, tmp_path):
     reference, _ = dit_reference
+    if "max_shard_size" not in inspect.signature(reference.save_pretrained).parameters:
+        pytest.skip("this diffusers cannot save sharded model weights")
     folder = tmp_path / "sharded"
     reference.save_pretrained(folder, safe_serialization=True, max_shard_size="20KB")
     assert (folder / "diffusion_pytorch_model.safetensors.index.json").is_file()

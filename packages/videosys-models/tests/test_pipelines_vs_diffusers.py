@@ -21,8 +21,13 @@ def _diffusers_latte(root, vae_folder="vae"):
 def test_latte_pipeline_latents_equal_diffusers(latte_folder, prompt):
     reference = _diffusers_latte(latte_folder)
     expected = reference(
-        prompt, video_length=4, generator=torch.Generator().manual_seed(0), output_type="latent",
-        clean_caption=False, return_dict=False, **LATTE_CALL,
+        prompt,
+        video_length=4,
+        generator=torch.Generator().manual_seed(0),
+        output_type="latent",
+        clean_caption=False,
+        return_dict=False,
+        **LATTE_CALL,
     )[0]
     ours = LattePipeline.from_pretrained(latte_folder, vae="2d")
     got = ours(prompt, num_frames=4, seed=0, output_type="latent", progress=False, **LATTE_CALL)
@@ -58,8 +63,13 @@ def test_latte_ddpm_learned_range_equals_diffusers(latte_folder):
     reference = _diffusers_latte(latte_folder)
     reference.scheduler = scheduler
     expected = reference(
-        "a dog", video_length=4, generator=torch.Generator().manual_seed(3), output_type="latent",
-        clean_caption=False, return_dict=False, **LATTE_CALL,
+        "a dog",
+        video_length=4,
+        generator=torch.Generator().manual_seed(3),
+        output_type="latent",
+        clean_caption=False,
+        return_dict=False,
+        **LATTE_CALL,
     )[0]
     ours = LattePipeline.from_pretrained(latte_folder)
     ours.scheduler = diffusers.DDPMScheduler.from_config(scheduler.config)
@@ -105,3 +115,19 @@ def test_dit_labels(dit_folder):
     ours.labels = {}
     with pytest.raises(ValueError, match="no id2label table"):
         ours.label_ids(["tench"])
+
+
+def test_pipeline_input_errors(latte_folder, dit_folder):
+    latte = LattePipeline.from_pretrained(latte_folder)
+    with pytest.raises(ValueError, match="prompt must be a string or a non-empty list"):
+        latte([], progress=False)
+    with pytest.raises(ValueError, match="multiples of 4, got 18x16"):
+        latte("a cat", height=18, width=16, progress=False)
+    with pytest.raises(ValueError, match="output_type must be"):
+        latte("a cat", output_type="pil", progress=False)
+    with pytest.raises(ValueError, match="either seed or generator"):
+        latte("a cat", seed=1, generator=torch.Generator(), progress=False, **LATTE_CALL)
+    with pytest.raises(ValueError, match="'auto', 'temporal' or '2d'"):
+        LattePipeline.from_pretrained(latte_folder, vae="3d")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        DiTPipeline.from_pretrained(dit_folder / "missing")

@@ -16,14 +16,19 @@ def test_registry_names_and_defaults():
     assert list_models() == ["dit-xl-2-256", "dit-xl-2-512", "latte"]
     latte = get_model("Latte")
     assert dict(latte.defaults) == {
-        "num_frames": 16, "height": 512, "width": 512, "num_inference_steps": 50, "guidance_scale": 7.5
+        "num_frames": 16,
+        "height": 512,
+        "width": 512,
+        "num_inference_steps": 50,
+        "guidance_scale": 7.5,
     }
     assert latte.pipeline_class().__name__ == "LattePipeline"
     assert get_model("dit-xl-2-512").sample_size == 64
 
 
 def test_unknown_model_lists_known_ones():
-    with pytest.raises(UnknownModelError, match="unknown model 'sora'; known models: dit-xl-2-256, dit-xl-2-512, latte"):
+    expected = "unknown model 'sora'; known models: dit-xl-2-256, dit-xl-2-512, latte"
+    with pytest.raises(UnknownModelError, match=expected):
         get_model("sora")
 
 

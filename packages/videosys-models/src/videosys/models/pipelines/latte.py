@@ -129,7 +129,7 @@ class LattePipeline:
         return torch.cat([embeds, negative]) if negative is not None else embeds
 
     def decode(self, latents: torch.Tensor, decode_chunk_size: int = 14) -> torch.Tensor:
-        """Latents ``(B, C, T, h, w)`` to float videos ``(B, 3, T, H, W)`` in [-1, 1] (roughly), ``decode_chunk_size`` frames at a time."""
+        """Latents ``(B, C, T, h, w)`` to float videos ``(B, 3, T, H, W)`` in about [-1, 1], chunk by chunk."""
         batch, _, frames = latents.shape[:3]
         flat = latents.permute(0, 2, 1, 3, 4).flatten(0, 1) / self.vae.config.scaling_factor
         flat = flat.to(self.vae.dtype)
