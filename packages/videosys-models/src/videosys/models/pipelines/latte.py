@@ -157,6 +157,7 @@ class LattePipeline:
         generator: torch.Generator | None = None,
         eta: float = 0.0,
         mask_feature: bool = True,
+        enable_temporal_attentions: bool = True,
         decode_chunk_size: int = 14,
         output_type: Literal["frames", "latent", "video"] = "frames",
         progress: bool = True,
@@ -189,7 +190,7 @@ class LattePipeline:
         model_dtype = next(self.transformer.parameters()).dtype
 
         def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.transformer(x.to(model_dtype), t, context.to(model_dtype))
+            return self.transformer(x.to(model_dtype), t, context.to(model_dtype), None, enable_temporal_attentions)
 
         latents = denoise(
             model_fn,

@@ -32,8 +32,8 @@ __all__ = ["LatteBlock", "LatteTransformer"]
 class LatteBlock(AdaLNBlock):
     """Latte's adaLN-single block; spatial blocks cross-attend to the caption, temporal blocks do not.
 
-    A temporal block is skipped when the generation turns temporal attention off (images), and the
-    first one adds the temporal position table before attending, where Latte adds it.
+    A temporal block is skipped when the caller turns temporal attention off, and the first one adds
+    the temporal position table (for more than one frame) before attending, where Latte adds it.
     """
 
     def __init__(
@@ -117,16 +117,17 @@ class LatteTransformer(STBackbone):
         timestep: torch.Tensor | float,
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor | None = None,
-        enable_temporal_attentions: bool | None = None,
+        enable_temporal_attentions: bool = True,
     ) -> tuple[torch.Tensor, Conditioning]:
         """Patchify ``latents: (B, C, T, H, W)``, embed the timestep and project the caption ``(B, L, Cc)``.
 
         ``encoder_attention_mask`` is boolean ``(B, L)``, True for real caption tokens.
-        ``enable_temporal_attentions`` defaults to ``T > 1``, as the Latte-1 sampling script sets it.
+        ``enable_temporal_attentions=False`` skips the temporal blocks (Latte-0's image sampling; Latte-1
+        keeps them on, also for single frames).
         """
+        x = self.patch_embed(latents)
         b, _, frames, height, width = latents.shape
         grid = (height // self.patch_size, width // self.patch_size)
-        x = self.patch_embed(latents)
         x = add_sincos_2d(x, grid, self.sample_size // self.patch_size, self.interpolation_scale)
         t_emb = self.t_embedder(batch_timesteps(timestep, b, x.device), dtype=x.dtype)
         if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[0] != b:
@@ -134,8 +135,6 @@ class LatteTransformer(STBackbone):
                 f"encoder_hidden_states must be (B={b}, L, {self.caption_projection.linear_1.in_features}), "
                 f"got shape {tuple(encoder_hidden_states.shape)}"
             )
-        if enable_temporal_attentions is None:
-            enable_temporal_attentions = frames > 1
         cond = Conditioning(
             modulation=self.t_block(t_emb),
             context=self.caption_projection(encoder_hidden_states),
