@@ -190,7 +190,9 @@ class LattePipeline:
         model_dtype = next(self.transformer.parameters()).dtype
 
         def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.transformer(x.to(model_dtype), t, context.to(model_dtype), None, enable_temporal_attentions)
+            return self.transformer(
+                x.to(model_dtype), t, context.to(model_dtype), enable_temporal_attentions=enable_temporal_attentions
+            )
 
         latents = denoise(
             model_fn,
