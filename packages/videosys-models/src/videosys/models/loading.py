@@ -2,7 +2,8 @@
 
 A model folder (``transformer/`` of Latte-1 or DiT-XL-2) holds ``config.json`` and the weights as
 ``diffusion_pytorch_model.safetensors`` (or a sharded ``...safetensors.index.json``). Pickled ``.bin``
-weights can run code when loaded, so they are read only when the caller passes ``allow_bin=True``.
+files are a code-execution risk, so they are read only when the caller passes ``allow_bin=True``, and
+then with ``torch.load(weights_only=True)``.
 Official key names are mapped to ours by each backbone's ``convert_diffusers_state_dict``; every key
 must be used and every parameter filled, else :class:`CheckpointError` lists the differences.
 """
