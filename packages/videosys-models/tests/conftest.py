@@ -73,9 +73,9 @@ def latte_reference(tmp_path):
     return model, folder
 
 
-def build_dit(seed: int, tie: bool = True) -> torch.nn.Module:
+def build_dit(seed: int, tie: bool = True, **config) -> torch.nn.Module:
     """A tiny random diffusers DiT; ``tie`` shares the block embedders as the published checkpoints do."""
-    model = diffusers.DiTTransformer2DModel(**TINY_DIT).eval()
+    model = diffusers.DiTTransformer2DModel(**{**TINY_DIT, **config}).eval()
     randomize(model, seed)
     if tie:
         tie_dit_embedders(model)
@@ -162,13 +162,22 @@ def latte_folder(tmp_path):
     return root
 
 
-@pytest.fixture
-def dit_folder(tmp_path):
+def save_dit_folder(root, **config):
     """A complete tiny DiT folder saved by diffusers' DiTPipeline, with a (made-up, tiny) id2label table."""
-    pipe = diffusers.DiTPipeline(transformer=build_dit(seed=5), vae=tiny_vae(), scheduler=ddim_scheduler())
-    root = tmp_path / "dit"
+    pipe = diffusers.DiTPipeline(transformer=build_dit(seed=5, **config), vae=tiny_vae(), scheduler=ddim_scheduler())
     pipe.save_pretrained(root, safe_serialization=True)
     index = json.loads((root / "model_index.json").read_text())
     index["id2label"] = {"0": "tench, Tinca tinca", "7": "cock"}  # the published folder carries 1000 of these
     (root / "model_index.json").write_text(json.dumps(index))
     return root
+
+
+@pytest.fixture
+def dit_folder(tmp_path):
+    return save_dit_folder(tmp_path / "dit")
+
+
+@pytest.fixture
+def dit_256_folder(tmp_path):
+    """A tiny DiT with DiT-XL/2-256's latent size (32), so the registry accepts it as dit-xl-2-256."""
+    return save_dit_folder(tmp_path / "dit256", sample_size=32)

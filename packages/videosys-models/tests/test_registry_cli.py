@@ -61,6 +61,17 @@ def test_cli_generates_a_latte_video(latte_folder, tmp_path, capsys):
     assert load_video(out).shape == (4, 16, 16, 3)
 
 
+def test_cli_generates_dit_images(dit_256_folder, tmp_path, capsys):
+    out = tmp_path / "fish.png"
+    argv = ["generate", "--model", "dit-xl-2-256", "--path", str(dit_256_folder), "--out", str(out), "--steps", "2"]
+    assert main([*argv, "--prompt", "tench", "--prompt", "7"]) == 0
+    paths = capsys.readouterr().out.split()
+    assert paths == [str(tmp_path / "fish_0.png"), str(tmp_path / "fish_1.png")]
+    import imageio.v3 as iio
+
+    assert iio.imread(paths[0]).shape == (64, 64, 3)
+
+
 def test_cli_unknown_model_and_bad_output(latte_folder, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", "--model", "sora", "--path", str(tmp_path), "--prompt", "x", "--out", "x.mp4"])
