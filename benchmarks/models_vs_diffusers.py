@@ -166,7 +166,7 @@ def sampling_loop(model_fn: Callable, steps: int, on_step: Callable[[int, torch.
 
 @torch.no_grad()
 def bench_pab(args: argparse.Namespace, diffusers, device: torch.device, dtype: torch.dtype) -> None:
-    print(f"\n== Latte sampling, {args.steps} DDIM steps with CFG, PAB off/on, best of {args.pab_repeats} loops ==")
+    print(f"\n== Latte sampling, {args.steps} DDIM steps with CFG, PAB off/on, best of {args.pab_repeats} alternated loops ==")
     if not hasattr(diffusers, "LatteTransformer3DModel") or not hasattr(diffusers, "apply_pyramid_attention_broadcast"):
         print(f"skipped: diffusers {diffusers.__version__} lacks LatteTransformer3DModel or the PAB hook (>= 0.33)")
         return
@@ -189,10 +189,11 @@ def bench_pab(args: argparse.Namespace, diffusers, device: torch.device, dtype: 
             "cross_attention_block_identifiers": (r"^transformer_blocks\.\d+\.attn2$",),
         },
     }
-    results = {}
+    runs: dict[str, Callable[[], object]] = {}
+    counters: dict[str, Counter] = {}
     for name, identifiers in variants.items():
         reference = copy.deepcopy(base)
-        calls = count_calls(
+        counters[name] = count_calls(
             {
                 "spatial": [b.attn1.to_q for b in reference.transformer_blocks],
                 "temporal": [b.attn1.to_q for b in reference.temporal_transformer_blocks],
@@ -212,7 +213,7 @@ def bench_pab(args: argparse.Namespace, diffusers, device: torch.device, dtype: 
             )
             diffusers.apply_pyramid_attention_broadcast(reference, config)
 
-        def run(reference=reference, calls=calls):
+        def run(reference=reference, calls=counters[name]):
             HookRegistry.check_if_exists_or_initialize(reference).reset_stateful_hooks()
             calls.clear()
 
@@ -221,8 +222,7 @@ def bench_pab(args: argparse.Namespace, diffusers, device: torch.device, dtype: 
 
             return sampling_loop(model_fn, args.steps, on_step, device, dtype)
 
-        seconds = min(alternate({"run": run}, args.pab_repeats, device)["run"])
-        results[name] = (seconds, dict(calls))
+        runs[name] = run
     try:
         import videosys.pab as pab
 
@@ -232,27 +232,29 @@ def bench_pab(args: argparse.Namespace, diffusers, device: torch.device, dtype: 
     else:
         from videosys.models import LATTE_PAB
 
-        our_q = {
-            kind: [b.attn.inner.to_q for b in ours.blocks if b.axis.value == kind] for kind in ("spatial", "temporal")
-        }
-        our_q["cross"] = [b.cross.inner.to_q for b in ours.blocks if b.cross is not None]
-        our_calls = count_calls(our_q)
-
-        def ours_fn(x, t, text):
-            return ours(x, t, text)
-
-        def run_ours():
-            our_calls.clear()
-            return sampling_loop(ours_fn, args.steps, on_step, device, dtype)
-
-        results["ours, PAB off"] = (min(alternate({"run": run_ours}, args.pab_repeats, device)["run"]), dict(our_calls))
         defaults = LATTE_PAB.as_dict()
         defaults["mlp"] = None  # the diffusers hook has no MLP reuse: compare attention broadcast alone
-        enable(ours, config_cls(**defaults))
-        results["ours, PAB on"] = (min(alternate({"run": run_ours}, args.pab_repeats, device)["run"]), dict(our_calls))
-    for name, (seconds, counted) in results.items():
-        base = results["ours, PAB off" if name.startswith("ours") else "diffusers, PAB off"][0]
-        print(f"{name:40s} {seconds:7.2f} s  speedup {base / seconds:.2f}x  computed attention calls {counted}")
+        for name, pab_on in (("ours, PAB off", False), ("ours, PAB on", True)):
+            model = copy.deepcopy(ours)
+            if pab_on:
+                enable(model, config_cls(**defaults))
+            queries = {
+                kind: [b.attn.inner.to_q for b in model.blocks if b.axis.value == kind]
+                for kind in ("spatial", "temporal")
+            }
+            queries["cross"] = [b.cross.inner.to_q for b in model.blocks if b.cross is not None]
+            counters[name] = count_calls(queries)
+
+            def run_ours(model=model, calls=counters[name]):
+                calls.clear()
+                return sampling_loop(lambda x, t, text: model(x, t, text), args.steps, on_step, device, dtype)
+
+            runs[name] = run_ours
+    best = {name: min(times) for name, times in alternate(runs, args.pab_repeats, device).items()}
+    for name, seconds in best.items():
+        base_time = best["ours, PAB off" if name.startswith("ours") else "diffusers, PAB off"]
+        counted = dict(counters[name])
+        print(f"{name:40s} {seconds:7.2f} s  speedup {base_time / seconds:.2f}x  computed attention calls {counted}")
 
 
 def main() -> None:
