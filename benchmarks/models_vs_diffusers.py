@@ -166,7 +166,8 @@ def sampling_loop(model_fn: Callable, steps: int, on_step: Callable[[int, torch.
 
 @torch.no_grad()
 def bench_pab(args: argparse.Namespace, diffusers, device: torch.device, dtype: torch.dtype) -> None:
-    print(f"\n== Latte sampling, {args.steps} DDIM steps with CFG, PAB off/on, best of {args.pab_repeats} alternated loops ==")
+    loops = f"best of {args.pab_repeats} alternated loops"
+    print(f"\n== Latte sampling, {args.steps} DDIM steps with CFG, PAB off/on, {loops} ==")
     if not hasattr(diffusers, "LatteTransformer3DModel") or not hasattr(diffusers, "apply_pyramid_attention_broadcast"):
         print(f"skipped: diffusers {diffusers.__version__} lacks LatteTransformer3DModel or the PAB hook (>= 0.33)")
         return
