@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Hashable
+
 import torch
 from torch import nn
 
-from videosys.core import AdaLNBlock, Conditioning, STBackbone, denoising_step
+from videosys.core import AdaLNBlock, Conditioning, STBackbone, current_step, denoising_step
 from videosys.core.layers import FinalLayer, TimestepEmbedder
 
 DIM, HEADS, TEXT_DIM, IN_CH = 16, 2, 8, 3
@@ -45,6 +48,12 @@ class TinyVideoDiT(STBackbone):
         return self.final(x, cond.extras["t"])
 
 
+def inputs(seed: int = 0, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Starting noise ``(B, T, S, C)`` and text tokens ``(B, L, Ct)`` from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, FRAMES, TOKENS, IN_CH, generator=g), torch.randn(batch, TEXT_LEN, TEXT_DIM, generator=g)
+
+
 @torch.no_grad()
 def sample(
     model: nn.Module,
@@ -53,18 +62,19 @@ def sample(
     batch: int = 1,
     guidance: str | None = None,
     start: int = 0,
+    stop: int | None = None,
+    given: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Euler steps over ``timesteps[start:]`` (step indices keep their place in the loop).
+    """Euler steps ``start..stop-1`` of the loop over ``timesteps`` (indices keep their place in the loop).
 
     ``guidance``: None, ``"batched"`` (conditional and unconditional halves in one call, as the
-    pipelines do) or ``"separate"`` (two calls per step).
+    pipelines do) or ``"separate"`` (two calls per step). ``given``: inputs instead of ``seed``/``batch``.
     """
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, FRAMES, TOKENS, IN_CH, generator=g)
-    text = torch.randn(batch, TEXT_LEN, TEXT_DIM, generator=g)
+    x, text = given if given is not None else inputs(seed, batch)
+    batch = x.shape[0]
     null = torch.zeros_like(text)
     n = len(timesteps)
-    for i in range(start, n):
+    for i in range(start, n if stop is None else stop):
         t = timesteps[i]
         t_next = timesteps[i + 1] if i + 1 < n else 0.0
         with denoising_step(i, t, n):
@@ -84,3 +94,30 @@ def sample(
 def tiny_model(seed: int = 0, depth: int = 2) -> TinyVideoDiT:
     torch.manual_seed(seed)
     return TinyVideoDiT(depth).eval()
+
+
+def record_inner_calls(branches: dict) -> Counter:
+    """Count the calls that actually ran each branch's inner module, keyed ``(step index, branch key)``."""
+    calls: Counter = Counter()
+    for key, branch in branches.items():
+        branch.inner.register_forward_hook(lambda m, a, o, key=key: calls.update([(current_step().index, key)]))
+    return calls
+
+
+def substitute(branches: dict, is_reused: Callable[[Hashable, int], bool]) -> None:
+    """A reference PAB made of forward hooks on an unwrapped model: every branch computes, and on the
+    steps ``is_reused(key, step)`` names, its output is replaced by the one saved at the same call
+    position on the last step it was kept."""
+    for key, branch in branches.items():
+        memo = {"step": None, "position": 0, "saved": {}}
+
+        def hook(module, args, output, key=key, memo=memo):
+            step = current_step()
+            memo["position"] = memo["position"] + 1 if step == memo["step"] else 0
+            memo["step"] = step
+            if is_reused(key, step.index):
+                return memo["saved"][memo["position"]]
+            memo["saved"][memo["position"]] = output
+            return output
+
+        branch.register_forward_hook(hook)

@@ -64,7 +64,9 @@ def enable(model: nn.Module, config: PABConfig) -> None:
     seen: set[int] = set()
     for site in sites:
         if id(site.branch) in seen:
-            raise ValueError(f"block {site.block}'s {site.name} branch is shared with another block; PAB needs one each")
+            raise ValueError(
+                f"block {site.block}'s {site.name} branch is shared with another block; PAB needs one each"
+            )
         seen.add(id(site.branch))
     caches = [BranchCache(site.branch, *_rule(site, config)) for site in sites]
     state = PABState(config, caches)
@@ -98,9 +100,10 @@ def pab(model: nn.Module, config: PABConfig) -> Iterator[nn.Module]:
 
 
 def stats(model: nn.Module) -> dict[str, dict[str, int]]:
-    """Branch calls inside denoising steps since :func:`enable`, per kind: ``{"spatial": {"computed": n, "reused": m}}``.
+    """Branch calls made inside denoising steps since :func:`enable`, computed vs reused, per kind.
 
-    Kinds are ``"spatial"``, ``"temporal"``, ``"full"``, ``"cross"`` and ``"mlp"``, as the model has them.
+    ``{"spatial": {"computed": n, "reused": m}, ...}``, with the kinds the model has among ``"spatial"``,
+    ``"temporal"``, ``"full"``, ``"cross"`` and ``"mlp"``.
     """
     return copy.deepcopy(_state(model).totals)
 

@@ -28,7 +28,7 @@ _ATTR = "_videosys_pab_cache"
 
 
 class ReuseRule(Protocol):
-    """When a branch may stand in its cached output (:class:`~videosys.pab.Broadcast`, :class:`~videosys.pab.MLPReuse`)."""
+    """When a branch returns its cached output: :class:`~videosys.pab.Broadcast` or :class:`~videosys.pab.MLPReuse`."""
 
     def reuses(self, step: DenoisingStep) -> bool: ...
 

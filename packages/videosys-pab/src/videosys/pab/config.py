@@ -51,9 +51,7 @@ class Broadcast:
         low, high = (float(v) for v in self.window)
         top = 1000.0 if self.unit == "timestep" else 1.0
         if not 0.0 <= low < high <= top:
-            raise ValueError(
-                f"{self.unit} window {self.window!r} is out of range: expected 0 <= low < high <= {top:g}"
-            )
+            raise ValueError(f"{self.unit} window {self.window!r} is out of range: expected 0 <= low < high <= {top:g}")
         object.__setattr__(self, "window", (low, high))
 
     def contains(self, step: DenoisingStep) -> bool:

@@ -22,6 +22,9 @@ __all__ = ["PABState"]
 
 logger = logging.getLogger("videosys.pab")
 
+KINDS = ("spatial", "temporal", "full", "cross", "mlp")
+"""Statistics keys, in reporting order: the attention kinds by axis name, then the MLP."""
+
 
 def _zero(kinds: Iterable[str]) -> dict[str, dict[str, int]]:
     return {kind: {"computed": 0, "reused": 0} for kind in kinds}
@@ -33,7 +36,8 @@ class PABState:
     def __init__(self, config: PABConfig, caches: list[BranchCache]) -> None:
         self.config = config
         self.caches = caches
-        kinds = dict.fromkeys(cache.kind for cache in caches)  # ordered, unique
+        present = {cache.kind for cache in caches}
+        kinds = [kind for kind in KINDS if kind in present]
         self.totals = _zero(kinds)
         self.generation = _zero(kinds)
         self.step: DenoisingStep | None = None
