@@ -136,7 +136,7 @@ def latte_config(depth: int) -> PABConfig:
     layers = mlp_layers(depth)
     # MLP points: timesteps 720, 640, 560, 480, 400 are steps 13, 17, 21, 25, 29 of ddim_timesteps(50).
     mlp = MLPReuse(layers, at=[13, 17, 21, 25, 29], steps=2) if layers else None
-    return PABConfig(Broadcast(2, window), Broadcast(3, window), None, Broadcast(6, window), mlp)
+    return PABConfig(spatial=Broadcast(2, window), temporal=Broadcast(3, window), cross=Broadcast(6, window), mlp=mlp)
 
 
 def open_sora_config(depth: int) -> PABConfig:
@@ -144,7 +144,7 @@ def open_sora_config(depth: int) -> PABConfig:
     layers = mlp_layers(depth)
     # MLP points: the original keys 864, 788, 676 are bf16-rounded rflow_timesteps(30) at steps 13, 17, 21.
     mlp = MLPReuse(layers, at=[13, 17, 21], steps=2) if layers else None
-    return PABConfig(Broadcast(2, window), Broadcast(4, window), None, Broadcast(6, window), mlp)
+    return PABConfig(spatial=Broadcast(2, window), temporal=Broadcast(4, window), cross=Broadcast(6, window), mlp=mlp)
 
 
 PROXIES = [
@@ -154,7 +154,7 @@ PROXIES = [
           rflow_update, open_sora_config, temporal_cross=True, stdit3=True),
 ]  # fmt: skip
 
-EVERY_STEP = PABConfig(*(Broadcast(1) for _ in range(4)))
+EVERY_STEP = PABConfig(spatial=Broadcast(1), temporal=Broadcast(1), full=Broadcast(1), cross=Broadcast(1))
 
 
 @torch.no_grad()

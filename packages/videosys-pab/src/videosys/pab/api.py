@@ -68,10 +68,11 @@ def enable(model: nn.Module, config: PABConfig) -> None:
                 f"block {site.block}'s {site.name} branch is shared with another block; PAB needs one each"
             )
         seen.add(id(site.branch))
-    caches = [BranchCache(site.branch, *_rule(site, config)) for site in sites]
-    state = PABState(config, caches)
-    for cache in caches:
-        cache.install(state)
+    rules = [_rule(site, config) for site in sites]
+    state = PABState(config, kinds=(kind for kind, _ in rules))
+    state.caches = [BranchCache(site.branch, kind, rule, state) for site, (kind, rule) in zip(sites, rules)]
+    for cache in state.caches:
+        cache.install()
     model.__dict__[_ATTR] = state
 
 

@@ -61,28 +61,28 @@ class BranchCache:
     Entries are keyed by the call's position within the step (the n-th call of this branch in the
     step), so a pipeline that calls the model several times per step (separate conditional and
     unconditional passes) never mixes their outputs; a guidance batch passed as one call is cached as
-    it flows. Outside a denoising-step context the branch always computes and nothing is recorded.
+    it flows. Kept outputs are detached. Outside a denoising-step context the branch always computes
+    and nothing is recorded.
     """
 
-    def __init__(self, branch: Branch, kind: str, rule: ReuseRule | None) -> None:
+    def __init__(self, branch: Branch, kind: str, rule: ReuseRule | None, state: PABState) -> None:
         self.branch = branch
         self.kind = kind
         self.rule = rule
-        self.state: PABState | None = None
+        self.state = state
         self.entries: dict[int, _Entry] = {}
         self.step: DenoisingStep | None = None
         self.position = -1
         self._saved_forward = branch.__dict__.get("forward")
         self._compute = self._saved_forward or types.MethodType(type(branch).forward, branch)
 
-    def install(self, state: PABState) -> None:
+    def install(self) -> None:
         """Route the branch's calls through this cache."""
         if _ATTR in self.branch.__dict__:
             raise RuntimeError(
                 f"this {type(self.branch).__name__} already has PAB installed (a branch shared between blocks, "
                 "or a model enabled twice)"
             )
-        self.state = state
         self.branch.__dict__[_ATTR] = self
         self.branch.forward = types.MethodType(_cached_forward, self.branch)
 
@@ -102,7 +102,7 @@ class BranchCache:
 
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         step = current_step()
-        if step is None or self.state is None:
+        if step is None:
             return self._compute(*args, **kwargs)
         self.state.observe(step)
         if step != self.step:

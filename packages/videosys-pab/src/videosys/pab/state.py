@@ -33,13 +33,13 @@ def _zero(kinds: Iterable[str]) -> dict[str, dict[str, int]]:
 class PABState:
     """Generation tracking, statistics and the caches of one model with PAB enabled."""
 
-    def __init__(self, config: PABConfig, caches: list[BranchCache]) -> None:
+    def __init__(self, config: PABConfig, kinds: Iterable[str]) -> None:
         self.config = config
-        self.caches = caches
-        present = {cache.kind for cache in caches}
-        kinds = [kind for kind in KINDS if kind in present]
-        self.totals = _zero(kinds)
-        self.generation = _zero(kinds)
+        self.caches: list[BranchCache] = []
+        present = set(kinds)
+        ordered = [kind for kind in KINDS if kind in present]
+        self.totals = _zero(ordered)
+        self.generation = _zero(ordered)
         self.step: DenoisingStep | None = None
         self.calls_this_step = 0
         self.calls_last_step = 0
