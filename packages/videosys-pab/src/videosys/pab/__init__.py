@@ -17,12 +17,11 @@ most often, cross-attention least (the "pyramid"). Training-free; works on any b
 """
 
 from .api import disable, enable, is_enabled, pab, stats
-from .config import ATTENTION_KINDS, Broadcast, MLPReuse, PABConfig
+from .config import Broadcast, MLPReuse, PABConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ATTENTION_KINDS",
     "Broadcast",
     "MLPReuse",
     "PABConfig",

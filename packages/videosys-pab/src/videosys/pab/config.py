@@ -14,17 +14,9 @@ from typing import Literal
 
 from videosys.core import AttentionAxis, DenoisingStep
 
-__all__ = ["ATTENTION_KINDS", "Broadcast", "MLPReuse", "PABConfig", "WindowUnit"]
+__all__ = ["Broadcast", "MLPReuse", "PABConfig", "WindowUnit"]
 
 WindowUnit = Literal["timestep", "fraction"]
-
-ATTENTION_KINDS: tuple[AttentionAxis, ...] = (
-    AttentionAxis.SPATIAL,
-    AttentionAxis.TEMPORAL,
-    AttentionAxis.FULL,
-    AttentionAxis.CROSS,
-)
-"""The attention kinds a :class:`PABConfig` configures, by the axis their branches declare."""
 
 
 @dataclass(frozen=True)
