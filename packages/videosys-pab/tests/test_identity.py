@@ -114,3 +114,26 @@ def test_a_call_whose_shape_differs_from_the_cached_one_recomputes():
         counts = stats(model)
     assert torch.equal(out, expected)
     assert all(c["reused"] == 0 for c in counts.values())
+
+
+def test_a_branch_shared_between_blocks_is_refused():
+    model = tiny_model()
+    model.blocks[2].mlp = model.blocks[0].mlp
+    with pytest.raises(ValueError, match="block 2's mlp branch is shared with another block"):
+        enable(model, PYRAMID)
+    assert not is_enabled(model)
+    assert all("forward" not in m.__dict__ for m in model.modules())  # nothing left half-installed
+
+
+def test_no_cached_tensor_outlives_its_generation():
+    model = tiny_model()
+    enable(model, PYRAMID)
+    caches = [m.__dict__["_videosys_pab_cache"] for m in model.modules() if "_videosys_pab_cache" in m.__dict__]
+    assert len(caches) == 12  # 4 blocks x (attn, cross, mlp)
+    sample(model, ddim_50(), stop=20)  # a loop stopped in the middle keeps its cache ...
+    assert any(cache.entries for cache in caches)
+    sample(model, ddim_50())  # ... until the next generation, whose final step frees everything
+    assert not any(cache.entries for cache in caches)
+    sample(model, ddim_50(), stop=20)
+    disable(model)
+    assert not any(cache.entries for cache in caches)
