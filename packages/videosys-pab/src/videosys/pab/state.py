@@ -49,16 +49,17 @@ class PABState:
         """Called before every cached branch call inside a step; starts a new generation when one begins."""
         if step == self.step:
             return
-        previous, self.step = self.step, step
+        previous = self.step
         if previous is None or step.index <= previous.index or step.num_steps != previous.num_steps:
+            self.config.check_loop(step.num_steps)  # raises before any state changes
             self.finish_generation()
-            self.config.check_loop(step.num_steps)
             for cache in self.caches:
                 cache.clear()
             self.generation = _zero(self.generation)
             self.calls_last_step = 0
         else:
             self.calls_last_step = self.calls_this_step
+        self.step = step
         self.calls_this_step = 0
 
     def record(self, kind: str, reused: bool, step: DenoisingStep) -> None:
