@@ -209,11 +209,11 @@ def flops_per_call(model: ProxyDiT, x: torch.Tensor, text: torch.Tensor) -> tupl
     return counter.get_total_flops(), {kind: statistics.fmean(v) for kind, v in spent.items()}
 
 
-def bookkeeping_per_call(rounds: int = 5, steps: int = 50) -> float:
+def bookkeeping_per_call(rounds: int = 7, steps: int = 200) -> float:
     """PAB's own CPU cost per branch call, in seconds: a 1-token model with and without every interval 1."""
     torch.manual_seed(0)
-    model = ProxyDiT(64, 1, 1, 4, temporal_cross=True, stdit3=False).eval()
-    x, text, t = torch.randn(1, 1, 1, 4), torch.randn(1, 1, 64), torch.full((1,), 500.0)
+    model = ProxyDiT(8, 1, 1, 4, temporal_cross=True, stdit3=False).eval()
+    x, text, t = torch.randn(1, 1, 1, 4), torch.randn(1, 1, 8), torch.full((1,), 500.0)
 
     @torch.no_grad()
     def loop() -> float:
