@@ -91,12 +91,14 @@ class MLPReuse:
                 raise ValueError(f"MLP reuse position {point!r} must be a step index >= 0 (unit='step')")
             if self.unit == "fraction" and not 0.0 <= float(point) < 1.0:
                 raise ValueError(f"MLP reuse position {point!r} must be a fraction in [0, 1) (unit='fraction')")
+        object.__setattr__(self, "at", tuple(self.at))  # frozen: later edits to the caller's list do not leak in
         if isinstance(self.layers, Mapping):
             by_axis = {AttentionAxis.parse(axis): _layer_set(layers) for axis, layers in self.layers.items()}
             bad = [axis for axis in by_axis if axis is AttentionAxis.CROSS]
             if bad:
                 raise ValueError("MLP reuse layers are counted per self-attention axis; 'cross' is not one")
         else:
+            object.__setattr__(self, "layers", tuple(self.layers))
             by_axis = {None: _layer_set(self.layers)}
         object.__setattr__(self, "_by_axis", by_axis)
 
