@@ -1,0 +1,94 @@
+"""Spawn CPU ranks on gloo, and the tiny backbones the multi-rank tests compare against one process."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from videosys.core import AdaLNBlock, AttentionAxis, Conditioning, STBackbone
+from videosys.core.layers import AxisEmbedding, FinalLayer, RotaryEmbedding, TimestepEmbedder
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _entry(rank: int, world_size: int, port: int, fn: Callable, args: tuple) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        fn(*args)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_ranks(world_size: int, fn: Callable, *args: object) -> None:
+    """Run ``fn(*args)`` on ``world_size`` spawned gloo ranks; a failing assertion on any rank fails the test."""
+    mp.spawn(_entry, args=(world_size, _free_port(), fn, args), nprocs=world_size, join=True)
+
+
+class PositionedBlock(AdaLNBlock):
+    """An adaLN block that first adds a position table along one axis (as Latte does before its temporal blocks)."""
+
+    def __init__(self, dim: int, heads: int, axis: str, positions: int, **kwargs: object) -> None:
+        super().__init__(dim, heads, axis, **kwargs)
+        self.pos = AxisEmbedding(torch.randn(positions, dim), AttentionAxis.parse(axis))
+
+    def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return super().forward(self.pos(x), cond)
+
+
+class TinyVideoDiT(STBackbone):
+    """STDiT-shaped: spatial (cross-attention, qk-norm) / temporal (RoPE) pairs, position tables on both axes.
+
+    ``full=True`` gives full 3-D attention blocks instead. Inputs are tokens ``(B, T, S, in_dim)``.
+    """
+
+    def __init__(
+        self, dim: int = 32, heads: int = 4, in_dim: int = 4, context_dim: int = 8, max_len: int = 16, full: bool = False
+    ) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(in_dim, dim)
+        self.spatial_pos = AxisEmbedding(torch.randn(max_len, dim), AttentionAxis.SPATIAL)
+        self.t_embedder = TimestepEmbedder(dim)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        cross = {"cross_attention": True, "context_dim": context_dim}
+        if full:
+            blocks = [AdaLNBlock(dim, heads, "full", **cross), AdaLNBlock(dim, heads, "full", qk_norm="rms")]
+        else:
+            rope = RotaryEmbedding(dim // heads)
+            blocks = [
+                AdaLNBlock(dim, heads, "spatial", qk_norm="rms", **cross),
+                PositionedBlock(dim, heads, "temporal", max_len, rope=rope),
+                PositionedBlock(dim, heads, "spatial", max_len, **cross),
+                AdaLNBlock(dim, heads, "temporal", rope=rope),
+            ]
+        self.blocks = nn.ModuleList(blocks)
+        self.final = FinalLayer(dim, in_dim)
+        for param in self.parameters():  # adaLN-zero style zeros would hide wrong gradients: randomise all
+            nn.init.normal_(param, std=0.2)
+
+    def embed(self, tokens: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, Conditioning]:
+        x = self.spatial_pos(self.proj_in(tokens))
+        t_emb = self.t_embedder(t)
+        return x, Conditioning(modulation=self.t_block(t_emb), context=context, extras={"t": t_emb})
+
+    def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return self.final(x, cond.extras["t"])
+
+
+def tiny_inputs(batch: int, frames: int, tokens: int, seed: int = 0, in_dim: int = 4, context_dim: int = 8):
+    """Inputs identical on every rank (same seed): tokens, timesteps, text context."""
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(batch, frames, tokens, in_dim, generator=g),
+        torch.rand(batch, generator=g) * 1000,
+        torch.randn(batch, 3, context_dim, generator=g),
+    )
