@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import traceback
 from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -20,18 +24,54 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, world_size: int, port: int, fn: Callable, args: tuple) -> None:
+Check = tuple[str, Callable[..., None], tuple]
+
+
+def _entry(rank: int, world_size: int, port: int, checks: list[Check], out_dir: Path) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    init = f"tcp://127.0.0.1:{port}"
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
     try:
-        fn(*args)
+        with open(out_dir / f"rank{rank}.jsonl", "w") as log:
+            for name, fn, args in checks:
+                try:
+                    fn(*args)
+                except BaseException:
+                    log.write(json.dumps({"check": name, "error": traceback.format_exc()}) + "\n")
+                    raise  # ends the spawn: the other ranks may be waiting in a collective
+                log.write(json.dumps({"check": name, "error": None}) + "\n")
+                log.flush()
     finally:
         dist.destroy_process_group()
 
 
-def run_ranks(world_size: int, fn: Callable, *args: object) -> None:
-    """Run ``fn(*args)`` on ``world_size`` spawned gloo ranks; a failing assertion on any rank fails the test."""
-    mp.spawn(_entry, args=(world_size, _free_port(), fn, args), nprocs=world_size, join=True)
+def run_checks(world_size: int, checks: list[Check], out_dir: Path) -> dict[str, str | None]:
+    """Run ``checks`` in order on ``world_size`` spawned gloo ranks (one spawn for all: starting ranks is slow).
+
+    Returns, per check name, None when it passed on every rank, else the failing rank's traceback (or a
+    note that an earlier check's failure stopped the run).
+    """
+    try:
+        mp.spawn(_entry, args=(world_size, _free_port(), checks, out_dir), nprocs=world_size, join=True)
+    except mp.ProcessRaisedException:
+        pass  # the per-check logs below say which check failed and how
+    passed: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    for log in out_dir.glob("rank*.jsonl"):
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["error"] is None:
+                passed[entry["check"]] = passed.get(entry["check"], 0) + 1
+            else:
+                errors[entry["check"]] = f"{log.stem}: {entry['error']}"
+    stopped = f"not run: stopped by the failure of {', '.join(errors) or 'a rank that crashed'}"
+    results: dict[str, str | None] = {}
+    for name, _, _ in checks:
+        if name in errors:
+            results[name] = errors[name]
+        else:
+            results[name] = None if passed.get(name) == world_size else stopped
+    return results
 
 
 class PositionedBlock(AdaLNBlock):
@@ -52,7 +92,13 @@ class TinyVideoDiT(STBackbone):
     """
 
     def __init__(
-        self, dim: int = 32, heads: int = 4, in_dim: int = 4, context_dim: int = 8, max_len: int = 16, full: bool = False
+        self,
+        dim: int = 32,
+        heads: int = 4,
+        in_dim: int = 4,
+        context_dim: int = 8,
+        max_len: int = 16,
+        full: bool = False,
     ) -> None:
         super().__init__()
         self.proj_in = nn.Linear(in_dim, dim)

@@ -41,12 +41,20 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from videosys.core import AttentionAxis, Conditioning, STBackbone, VideoAttention, check_backbone, check_video_tokens
+from videosys.core import AttentionAxis, Conditioning, STBackbone, check_backbone, check_video_tokens
 from videosys.core.layers import AxisEmbedding
 
 from .collectives import ProcessGroup, gather, resolve_group, split, switch
 
-__all__ = ["MODES", "Mode", "SequenceParallel", "average_gradients", "deparallelize", "parallelize", "sequence_parallel"]
+__all__ = [
+    "MODES",
+    "Mode",
+    "SequenceParallel",
+    "average_gradients",
+    "deparallelize",
+    "parallelize",
+    "sequence_parallel",
+]
 
 Mode = Literal["dsp", "ulysses", "ulysses-resting"]
 MODES: tuple[str, ...] = ("dsp", "ulysses", "ulysses-resting")
@@ -235,7 +243,9 @@ def _ulysses_mix(state: SequenceParallel, mix: Callable, where: str) -> Callable
     ) -> torch.Tensor:
         _refuse_mask(mask, where)
         length = state.resting_length()
-        q, k, v = (switch(t, _HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v))
+        q, k, v = (
+            switch(t, _HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v)
+        )
         return switch(mix(q, k, v), state.dim, _HEAD_DIM, state.group, kind="ulysses")
 
     return ulysses_mix
