@@ -89,6 +89,15 @@ def backbone_matches_single_process(full: bool) -> None:
                     torch.testing.assert_close(
                         param.grad, expected_grads[name], **TOL, msg=lambda m, w=where, n=name: f"{w}, grad {n}: {m}"
                     )
+        # Gradient checkpointing recomputes the sharded blocks in backward, after the gather.
+        for resting in ("spatial", "temporal"):
+            model = parallelize(copy.deepcopy(reference), resting_axis=resting)
+            model.gradient_checkpointing = True
+            model.zero_grad()
+            (model(*inputs) * weight).sum().backward()
+            average_gradients(model)
+            for name, param in model.named_parameters():
+                torch.testing.assert_close(param.grad, expected_grads[name], **TOL, msg=f"checkpointing, {name}")
 
 
 def bytes_match_closed_form() -> None:
@@ -118,6 +127,23 @@ def bytes_match_closed_form() -> None:
                 backward["split.backward"] = (1, shard)
                 assert {k: tuple(v) for k, v in comm_stats().items()} == {**forward, **backward}, (mode, resting)
                 deparallelize(model)
+    # The switches sit inside the attention branches: a branch whose output is reused (as attention
+    # caching does) moves nothing; only the final gather remains.
+    parallelize(pairs_model)
+    cache = {}
+    hooks = [
+        block.attn.register_forward_hook(lambda m, a, out: cache.__setitem__(m, out)) for block in pairs_model.blocks
+    ]
+    with torch.no_grad():
+        expected_out = pairs_model(*inputs)
+    for hook in hooks:
+        hook.remove()
+    for block in pairs_model.blocks:
+        block.attn.forward = lambda *args, branch=block.attn, **kwargs: cache[branch]
+    reset_comm_stats()
+    with torch.no_grad():
+        torch.testing.assert_close(pairs_model(*inputs), expected_out, rtol=0, atol=0)
+    assert {k: tuple(v) for k, v in comm_stats().items()} == {"gather": (1, shard)}
 
 
 def errors_are_clear() -> None:
