@@ -181,6 +181,20 @@ def errors_are_clear() -> None:
     assert comm_stats() == {}
     assert not any(name in vars(m) for m in model.modules() for name in ("forward", "mix", "embed", "head"))
 
+    # A deep copy of a parallelized model (an EMA copy, say) runs its own weights, and is undone alone.
+    model = parallelize(copy.deepcopy(original))
+    twin, halved = copy.deepcopy(model), copy.deepcopy(original)
+    with torch.no_grad():
+        for param in [*twin.parameters(), *halved.parameters()]:
+            param.mul_(0.5)
+    torch.testing.assert_close(twin(*inputs), halved(*inputs), **TOL)
+    torch.testing.assert_close(model(*inputs), original(*inputs), **TOL)
+    deparallelize(twin)
+    reset_comm_stats()
+    torch.testing.assert_close(twin(*inputs), halved(*inputs), rtol=0, atol=0)
+    assert comm_stats() == {}
+    torch.testing.assert_close(model(*inputs), original(*inputs), **TOL)
+
 
 def subgroup_of_a_mesh() -> None:
     """World 4 as 2 data-parallel x 2 sequence-parallel groups: each pair shards its own sample."""

@@ -33,6 +33,8 @@ checkpoints load and save identically with or without sequence parallelism.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -89,6 +91,13 @@ class SequenceParallel:
     def other_dim(self) -> int:
         return 3 - self.dim
 
+    def __deepcopy__(self, memo: dict) -> SequenceParallel:
+        """A copied model shares the process group and patches its own copied modules."""
+        copied = copy.copy(self)
+        memo[id(self)] = copied
+        copied.patched = copy.deepcopy(self.patched, memo)
+        return copied
+
     def resting_length(self) -> int:
         if self.length is None:
             raise RuntimeError("the sharded blocks ran before embed(): call the backbone's forward, not its blocks")
@@ -139,16 +148,16 @@ def parallelize(
             )
         plans.append((attention, plan, where))
 
-    _patch(state, model, "embed", _sharded_embed(state, model.embed))
-    _patch(state, model, "head", _gathered_head(state, model.head))
+    _patch(state, model, "embed", _sharded_embed)
+    _patch(state, model, "head", _gathered_head)
     for attention, plan, where in plans:
         if plan == "switch":
-            _patch(state, attention, "forward", _switched_forward(state, attention.forward, where))
+            _patch(state, attention, "forward", functools.partial(_switched_forward, where=where))
         elif plan == "ulysses":
-            _patch(state, attention, "mix", _ulysses_mix(state, attention.mix, where))
+            _patch(state, attention, "mix", functools.partial(_ulysses_mix, where=where))
     for module in model.modules():
         if isinstance(module, AxisEmbedding) and module.axis is resting:
-            _patch(state, module, "forward", _offset_forward(state, module.forward))
+            _patch(state, module, "forward", _offset_forward)
     setattr(model, _STATE_ATTR, state)
     return model
 
@@ -187,10 +196,25 @@ def _plan(axis: AttentionAxis, resting: AttentionAxis, mode: str) -> str:
     return "ulysses" if mode == "ulysses" else "local"
 
 
-def _patch(state: SequenceParallel, obj: object, name: str, replacement: Callable) -> None:
+class _Override:
+    """An instance attribute standing in for a method: ``wrapper(state, method, *args)``.
+
+    ``method`` is the class's method bound to ``owner`` at call time (not captured), so a deep copy of
+    the model (an EMA copy, say) calls its own copied modules.
+    """
+
+    def __init__(self, owner: object, name: str, wrapper: Callable, state: SequenceParallel) -> None:
+        self.owner, self.name, self.wrapper, self.state = owner, name, wrapper, state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(type(self.owner), self.name).__get__(self.owner)
+        return self.wrapper(self.state, method, *args, **kwargs)
+
+
+def _patch(state: SequenceParallel, obj: object, name: str, wrapper: Callable) -> None:
     if name in vars(obj):
         raise RuntimeError(f"{type(obj).__name__}.{name} is already overridden on the instance; cannot wrap it")
-    setattr(obj, name, replacement)
+    setattr(obj, name, _Override(obj, name, wrapper, state))
     state.patched.append((obj, name))
 
 
@@ -202,67 +226,63 @@ def _refuse_mask(mask: torch.Tensor | None, where: str) -> None:
         )
 
 
-def _sharded_embed(state: SequenceParallel, embed: Callable) -> Callable:
-    def sharded_embed(*args: Any, **kwargs: Any) -> tuple[torch.Tensor, Conditioning]:
-        state.in_blocks = False
-        x, cond = embed(*args, **kwargs)
-        check_video_tokens(x, name="embed() output")
-        state.length = x.shape[state.dim]
-        x = split(x, state.dim, state.group, pad=state.pad)
-        state.in_blocks = True
-        return x, cond
-
-    return sharded_embed
-
-
-def _gathered_head(state: SequenceParallel, head: Callable) -> Callable:
-    def gathered_head(x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        x = gather(x, state.dim, state.resting_length(), state.group)
-        state.in_blocks = False
-        try:
-            return head(x, cond)
-        finally:
-            state.in_blocks = True  # blocks recomputed in backward (gradient checkpointing) are sharded
-
-    return gathered_head
+def _sharded_embed(
+    state: SequenceParallel, embed: Callable, *args: Any, **kwargs: Any
+) -> tuple[torch.Tensor, Conditioning]:
+    state.in_blocks = False
+    x, cond = embed(*args, **kwargs)
+    check_video_tokens(x, name="embed() output")
+    state.length = x.shape[state.dim]
+    x = split(x, state.dim, state.group, pad=state.pad)
+    state.in_blocks = True
+    return x, cond
 
 
-def _switched_forward(state: SequenceParallel, forward: Callable, where: str) -> Callable:
-    def switched_forward(x: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
-        _refuse_mask(mask, where)
-        whole = switch(x, state.other_dim, state.dim, state.group, length=state.resting_length(), pad=state.pad)
-        out = forward(whole)
-        return switch(out, state.dim, state.other_dim, state.group, length=x.shape[state.other_dim], pad=state.pad)
-
-    return switched_forward
-
-
-def _ulysses_mix(state: SequenceParallel, mix: Callable, where: str) -> Callable:
-    def ulysses_mix(
-        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        _refuse_mask(mask, where)
-        length = state.resting_length()
-        q, k, v = (
-            switch(t, _HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v)
-        )
-        return switch(mix(q, k, v), state.dim, _HEAD_DIM, state.group, kind="ulysses")
-
-    return ulysses_mix
+def _gathered_head(state: SequenceParallel, head: Callable, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    x = gather(x, state.dim, state.resting_length(), state.group)
+    state.in_blocks = False
+    try:
+        return head(x, cond)
+    finally:
+        state.in_blocks = True  # blocks recomputed in backward (gradient checkpointing) are sharded
 
 
-def _offset_forward(state: SequenceParallel, forward: Callable) -> Callable:
-    def offset_forward(x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        if not state.in_blocks:
-            return forward(x, offset)
-        local = x.shape[state.dim]
-        start = state.rank * local
-        real = max(0, min(local, state.resting_length() - start))  # the rest is padding
-        if real == local:
-            return forward(x, offset + start)
-        if real == 0:
-            return x
-        positions, padding = x.split([real, local - real], dim=state.dim)
-        return torch.cat([forward(positions, offset + start), padding], dim=state.dim)
+def _switched_forward(
+    state: SequenceParallel, forward: Callable, x: torch.Tensor, *, mask: torch.Tensor | None = None, where: str
+) -> torch.Tensor:
+    _refuse_mask(mask, where)
+    whole = switch(x, state.other_dim, state.dim, state.group, length=state.resting_length(), pad=state.pad)
+    out = forward(whole)
+    return switch(out, state.dim, state.other_dim, state.group, length=x.shape[state.other_dim], pad=state.pad)
 
-    return offset_forward
+
+def _ulysses_mix(
+    state: SequenceParallel,
+    mix: Callable,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    where: str,
+) -> torch.Tensor:
+    _refuse_mask(mask, where)
+    length = state.resting_length()
+    q, k, v = (
+        switch(t, _HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v)
+    )
+    return switch(mix(q, k, v), state.dim, _HEAD_DIM, state.group, kind="ulysses")
+
+
+def _offset_forward(state: SequenceParallel, forward: Callable, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    if not state.in_blocks:
+        return forward(x, offset)
+    local = x.shape[state.dim]
+    start = state.rank * local
+    real = max(0, min(local, state.resting_length() - start))  # the rest is padding
+    if real == local:
+        return forward(x, offset + start)
+    if real == 0:
+        return x
+    positions, padding = x.split([real, local - real], dim=state.dim)
+    return torch.cat([forward(positions, offset + start), padding], dim=state.dim)
