@@ -4,11 +4,12 @@
     torchrun --nproc_per_node 2 benchmarks/dsp_vs_ulysses.py --backward # training steps
 
 Every mode runs the same weights on the same inputs, round-robin in one run (so drift hits all alike):
-``dsp`` (switch around spatial attention, temporal attention local), ``ulysses`` (head all-to-alls around
-every self-attention, as xDiT and diffusers apply it), ``ulysses-resting`` (Ulysses on spatial attention
-only, Open-Sora 1.2's own scheme) and the unparallelized model on rank 0 alone. Bytes are what this rank
-passes into collectives per step (see ``videosys.dsp.comm``), next to the closed forms: per spatial +
-temporal pair 2M/N (DSP), 8M/N (Ulysses), 4M/N (Ulysses on spatial only), plus the final gather M/N.
+``dsp`` (switch around attention over the sharded axis, the other attention local), ``ulysses`` (head
+all-to-alls around every self-attention, as xDiT and diffusers apply it), ``ulysses-resting`` (Ulysses on
+attention over the sharded axis only: with ``--resting spatial``, the default, Open-Sora 1.2's own scheme)
+and the unparallelized model on rank 0 alone. Bytes are what this rank passes into collectives per step
+(see ``videosys.dsp.comm``), next to the closed forms: per spatial + temporal pair 2M/N (DSP), 8M/N
+(Ulysses), 4M/N (Ulysses on the resting axis only), plus the final gather M/N.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=4, help="spatial + temporal block pairs")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per mode")
+    parser.add_argument("--resting", choices=("spatial", "temporal"), default="spatial", help="the sharded axis")
     parser.add_argument("--backward", action="store_true", help="time forward + backward (training) steps")
     args = parser.parse_args()
 
@@ -96,7 +98,7 @@ def main() -> None:
         torch.rand(args.batch, device=device) * 1000,
         torch.randn(args.batch, 32, context_dim, device=device, dtype=dtype),
     )
-    models = {mode: parallelize(copy.deepcopy(model), resting_axis="spatial", mode=mode) for mode in MODES}
+    models = {mode: parallelize(copy.deepcopy(model), resting_axis=args.resting, mode=mode) for mode in MODES}
     models["1 rank"] = model
 
     def run(name: str) -> tuple[float, torch.Tensor | None]:
@@ -132,7 +134,8 @@ def main() -> None:
     kind = "forward + backward" if args.backward else "forward"
     print(
         f"{ranks} ranks, {device.type} ({'NCCL' if cuda else 'gloo'}), {dtype}; B={args.batch} T={args.frames} "
-        f"S={args.tokens} C={args.dim} heads={args.heads}, {args.pairs} spatial+temporal pairs; M/N = "
+        f"S={args.tokens} C={args.dim} heads={args.heads}, {args.pairs} spatial+temporal pairs, resting axis "
+        f"{args.resting}; M/N = "
         f"{shard / mib:.2f} MiB; {kind} steps, median of {args.steps}"
     )
     header = f"{'mode':<16}{'fwd MiB/step':>13}{'closed form':>13}{'ratio':>7}{'attn MiB':>10}{'bwd MiB':>9}"
@@ -152,7 +155,7 @@ def main() -> None:
     dsp_attention = models["dsp"].bytes[2]
     print(
         "attention-collective bytes, DSP / Ulysses = "
-        f"{dsp_attention / models['ulysses'].bytes[2]:.3f} (closed form 0.25), DSP / Ulysses-spatial-only = "
+        f"{dsp_attention / models['ulysses'].bytes[2]:.3f} (closed form 0.25), DSP / Ulysses-on-resting-axis-only = "
         f"{dsp_attention / models['ulysses-resting'].bytes[2]:.3f} (closed form 0.5)"
     )
     dist.destroy_process_group()
