@@ -197,13 +197,21 @@ def errors_are_clear() -> None:
 
 
 def subgroup_of_a_mesh() -> None:
-    """World 4 as 2 data-parallel x 2 sequence-parallel groups: each pair shards its own sample."""
+    """World 4 as 2 data-parallel x 2 sequence-parallel groups: each pair shards its own sample (forward, grads)."""
     rank = dist.get_rank()
     groups = [dist.new_group([0, 1]), dist.new_group([2, 3])]
     group = groups[rank // 2]
     torch.manual_seed(0)
     reference = TinyVideoDiT()
     inputs = tiny_inputs(1, 3, 5, seed=rank // 2)  # data-parallel groups get different samples
+    weight = torch.randn(1, 3, 5, 4, generator=torch.Generator().manual_seed(1))
     expected = reference(*inputs)
+    (expected * weight).sum().backward()
     model = parallelize(copy.deepcopy(reference), group)
-    torch.testing.assert_close(model(*inputs), expected, **TOL)
+    model.zero_grad()
+    out = model(*inputs)
+    torch.testing.assert_close(out, expected, **TOL)
+    (out * weight).sum().backward()
+    average_gradients(model, group)
+    for (name, param), expected_param in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(param.grad, expected_param.grad, **TOL, msg=lambda m, n=name: f"grad {n}: {m}")
