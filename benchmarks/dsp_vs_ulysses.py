@@ -1,6 +1,7 @@
 """DSP vs DeepSpeed-Ulysses vs one rank on the same STDiT-shaped backbone: bytes moved and wall clock.
 
     torchrun --nproc_per_node 2 benchmarks/dsp_vs_ulysses.py            # CPU (gloo) or GPUs (NCCL)
+    python benchmarks/dsp_vs_ulysses.py                                 # launches itself: every GPU, or 2 CPU ranks
     torchrun --nproc_per_node 2 benchmarks/dsp_vs_ulysses.py --backward # training steps
 
 Every mode runs the same weights on the same inputs, round-robin in one run (so drift hits all alike):
@@ -17,11 +18,13 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import sys
 import time
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.run import main as torchrun
 
 from videosys.core import AdaLNBlock, Conditioning, STBackbone
 from videosys.core.layers import FinalLayer, RotaryEmbedding, TimestepEmbedder
@@ -78,8 +81,12 @@ def main() -> None:
     parser.add_argument("--resting", choices=("spatial", "temporal"), default="spatial", help="the sharded axis")
     parser.add_argument("--backward", action="store_true", help="time forward + backward (training) steps")
     args = parser.parse_args()
+    if "RANK" not in os.environ:  # not under torchrun: relaunch under it
+        gpus = torch.cuda.device_count()
+        torchrun(["--standalone", "--nproc_per_node", str(gpus if gpus >= 2 else 2), __file__, *sys.argv[1:]])
+        return
 
-    cuda = torch.cuda.is_available()
+    cuda = torch.cuda.device_count() >= int(os.environ["WORLD_SIZE"])  # NCCL needs one GPU per rank
     dist.init_process_group("nccl" if cuda else "gloo")
     rank, ranks = dist.get_rank(), dist.get_world_size()
     if cuda:
