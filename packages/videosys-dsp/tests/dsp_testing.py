@@ -85,10 +85,21 @@ class PositionedBlock(AdaLNBlock):
         return super().forward(self.pos(x), cond)
 
 
+class MaskedBlock(AdaLNBlock):
+    """An adaLN block whose self-attention takes the whole video's key mask from ``cond.extras["mask"]``."""
+
+    def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation_params(cond)
+        x = x + self.attn(x, shift=shift_msa, scale=scale_msa, gate=gate_msa, mask=cond.extras["mask"])
+        return x + self.mlp(x, shift=shift_mlp, scale=scale_mlp, gate=gate_mlp)
+
+
 class TinyVideoDiT(STBackbone):
     """STDiT-shaped: spatial (cross-attention, qk-norm) / temporal (RoPE) pairs, position tables on both axes.
 
-    ``full=True`` gives full 3-D attention blocks instead. Inputs are tokens ``(B, T, S, in_dim)``.
+    ``full=True`` gives full 3-D attention blocks instead; ``masked=True`` spatial, temporal and full
+    blocks whose attention takes a key mask, passed to ``forward`` after the context. Inputs are tokens
+    ``(B, T, S, in_dim)``.
     """
 
     def __init__(
@@ -99,6 +110,7 @@ class TinyVideoDiT(STBackbone):
         context_dim: int = 8,
         max_len: int = 16,
         full: bool = False,
+        masked: bool = False,
     ) -> None:
         super().__init__()
         self.proj_in = nn.Linear(in_dim, dim)
@@ -106,7 +118,9 @@ class TinyVideoDiT(STBackbone):
         self.t_embedder = TimestepEmbedder(dim)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         cross = {"cross_attention": True, "context_dim": context_dim}
-        if full:
+        if masked:
+            blocks = [MaskedBlock(dim, heads, axis) for axis in ("spatial", "temporal", "full")]
+        elif full:
             blocks = [AdaLNBlock(dim, heads, "full", **cross), AdaLNBlock(dim, heads, "full", qk_norm="rms")]
         else:
             rope = RotaryEmbedding(dim // heads)
@@ -121,10 +135,12 @@ class TinyVideoDiT(STBackbone):
         for param in self.parameters():  # adaLN-zero style zeros would hide wrong gradients: randomise all
             nn.init.normal_(param, std=0.2)
 
-    def embed(self, tokens: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, Conditioning]:
+    def embed(
+        self, tokens: torch.Tensor, t: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Conditioning]:
         x = self.spatial_pos(self.proj_in(tokens))
         t_emb = self.t_embedder(t)
-        return x, Conditioning(modulation=self.t_block(t_emb), context=context, extras={"t": t_emb})
+        return x, Conditioning(modulation=self.t_block(t_emb), context=context, extras={"t": t_emb, "mask": mask})
 
     def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         return self.final(x, cond.extras["t"])

@@ -12,6 +12,7 @@ COMMON = [
     ("round_trip", workers.collectives_round_trip, ()),
     ("spatial_temporal", workers.backbone_matches_single_process, (False,)),
     ("full", workers.backbone_matches_single_process, (True,)),
+    ("masked", workers.masked_attention_matches_single_process, ()),
     ("bytes", workers.bytes_match_closed_form, ()),
 ]
 CHECKS = {
@@ -43,6 +44,11 @@ def test_spatial_temporal_backbone_matches_single_process(results, world_size):
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_full_attention_backbone_matches_single_process(results, world_size):
     check(results, world_size, "full")
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_masked_attention_matches_single_process(results, world_size):
+    check(results, world_size, "masked")
 
 
 @pytest.mark.parametrize("world_size", [2, 4])

@@ -24,6 +24,16 @@ from videosys.dsp import (
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
+def assert_grads_match(model: torch.nn.Module, reference: torch.nn.Module, where: str) -> None:
+    """Averaged parameter gradients equal the single-process ones to 1e-5 of each tensor's scale (fp32 sums
+    over shards and ranks in another order)."""
+    for (name, param), ref in zip(model.named_parameters(), reference.parameters()):
+        atol = 1e-5 * max(1.0, ref.grad.abs().max().item())
+        torch.testing.assert_close(
+            param.grad, ref.grad, rtol=1e-5, atol=atol, msg=lambda m, n=name: f"{where}, grad {n}: {m}"
+        )
+
+
 def _shard(x: torch.Tensor, dim: int, ranks: int, rank: int) -> torch.Tensor:
     """This rank's slice of ``x`` along ``dim`` after zero-padding to a multiple of ``ranks``, by hand."""
     chunk = -(-x.shape[dim] // ranks)
@@ -74,7 +84,6 @@ def backbone_matches_single_process(full: bool) -> None:
         reference.zero_grad()
         expected = reference(*inputs)
         (expected * weight).sum().backward()
-        expected_grads = {name: p.grad.clone() for name, p in reference.named_parameters()}
         modes = ["dsp"] if full else MODES
         for resting in ("spatial", "temporal"):
             for mode in modes:
@@ -85,10 +94,7 @@ def backbone_matches_single_process(full: bool) -> None:
                 torch.testing.assert_close(out, expected, **TOL, msg=lambda m, w=where: f"{w}: {m}")
                 (out * weight).sum().backward()
                 average_gradients(model)
-                for name, param in model.named_parameters():
-                    torch.testing.assert_close(
-                        param.grad, expected_grads[name], **TOL, msg=lambda m, w=where, n=name: f"{w}, grad {n}: {m}"
-                    )
+                assert_grads_match(model, reference, where)
         # Gradient checkpointing recomputes the sharded blocks in backward, after the gather.
         for resting in ("spatial", "temporal"):
             model = parallelize(copy.deepcopy(reference), resting_axis=resting)
@@ -96,8 +102,33 @@ def backbone_matches_single_process(full: bool) -> None:
             model.zero_grad()
             (model(*inputs) * weight).sum().backward()
             average_gradients(model)
-            for name, param in model.named_parameters():
-                torch.testing.assert_close(param.grad, expected_grads[name], **TOL, msg=f"checkpointing, {name}")
+            assert_grads_match(model, reference, f"checkpointing, {resting=}")
+
+
+def masked_attention_matches_single_process() -> None:
+    """Key masks on spatial, temporal and full attention, given for the whole video, in every mode."""
+    torch.manual_seed(0)
+    reference = TinyVideoDiT(masked=True)
+    batch, frames, tokens = 2, 3, 5
+    g = torch.Generator().manual_seed(2)
+    full_mask = torch.rand(batch, frames, tokens, generator=g) > 0.4
+    full_mask[:, 0, :] = full_mask[:, :, 0] = True  # every frame and every position keeps a key
+    weight = torch.randn(batch, frames, tokens, 4, generator=g)
+    for mask in (full_mask, full_mask[:, :1, :], full_mask[:, :, :1], full_mask[0, 0]):  # whole, broadcast
+        inputs = (*tiny_inputs(batch, frames, tokens), mask)
+        reference.zero_grad()
+        expected = reference(*inputs)
+        (expected * weight).sum().backward()
+        for resting in ("spatial", "temporal"):
+            for mode in MODES:
+                model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode)
+                model.zero_grad()
+                out = model(*inputs)
+                where = f"{mode=}, {resting=}, mask {tuple(mask.shape)}"
+                torch.testing.assert_close(out, expected, **TOL, msg=lambda m, w=where: f"{w}: {m}")
+                (out * weight).sum().backward()
+                average_gradients(model)
+                assert_grads_match(model, reference, where)
 
 
 def bytes_match_closed_form() -> None:
@@ -166,8 +197,12 @@ def errors_are_clear() -> None:
         model(*tiny_inputs(1, 1, 4))  # T == 1 must be sharded inside the spatial switch
     with pytest.raises(RuntimeError, match="already parallelized"):
         parallelize(model)
-    with pytest.raises(NotImplementedError, match=r"blocks\[0\]\.attn\.inner received an attention mask"):
-        model.blocks[0].attn.inner(torch.randn(1, 2, 2, 32), mask=torch.ones(1, 2, 4, dtype=torch.bool))
+    model = parallelize(TinyVideoDiT(masked=True))
+    with pytest.raises(
+        ValueError,
+        match=r"mask describes the whole video.*\(B, T, S\) = \(1, 3, 5\), got torch.bool of shape \(1, 3, 3\)",
+    ):
+        model(*inputs, torch.ones(1, 3, 3, dtype=torch.bool))
 
     # deparallelize restores the original: same outputs on one rank's whole input, no instance overrides left.
     original = TinyVideoDiT()
@@ -213,5 +248,4 @@ def subgroup_of_a_mesh() -> None:
     torch.testing.assert_close(out, expected, **TOL)
     (out * weight).sum().backward()
     average_gradients(model, group)
-    for (name, param), expected_param in zip(model.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(param.grad, expected_param.grad, **TOL, msg=lambda m, n=name: f"grad {n}: {m}")
+    assert_grads_match(model, reference, "mesh")

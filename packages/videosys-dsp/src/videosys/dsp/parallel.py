@@ -24,7 +24,9 @@ the resting axis              switch in / out     Ulysses                    Uly
 Cross-attention, MLPs, norms and modulation are token-wise and run on the local slice. Position tables
 (:class:`~videosys.core.layers.AxisEmbedding`) along the resting axis used inside the blocks get the
 slice's global offset. Padding added when an axis does not divide by ``N`` never takes part in an
-attention: it is trimmed before and restored after.
+attention: it is trimmed before and restored after. A self-attention mask (boolean, True = attend)
+describes the whole video, broadcastable to its ``(B, T, S)`` as without parallelism; each attention
+takes the slice its tokens need.
 
 The wrapping patches instance attributes (``embed``, ``head``, an attention's ``forward`` or ``mix``, an
 axis embedding's ``forward``): the modules, their types and parameter names stay the same, so
@@ -34,7 +36,6 @@ checkpoints load and save identically with or without sequence parallelism.
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -146,15 +147,17 @@ def parallelize(
                 f"{', and for FULL attention in every mode' if attention.axis is AttentionAxis.FULL else ''}) "
                 f"gives each rank heads/N heads; use a group size that divides {attention.num_heads}"
             )
-        plans.append((attention, plan, where))
+        plans.append((attention, plan))
 
     _patch(state, model, "embed", _sharded_embed)
     _patch(state, model, "head", _gathered_head)
-    for attention, plan, where in plans:
+    for attention, plan in plans:
         if plan == "switch":
-            _patch(state, attention, "forward", functools.partial(_switched_forward, where=where))
+            _patch(state, attention, "forward", _switched_forward)
         elif plan == "ulysses":
-            _patch(state, attention, "mix", functools.partial(_ulysses_mix, where=where))
+            _patch(state, attention, "mix", _ulysses_mix)
+        else:
+            _patch(state, attention, "forward", _local_forward)
     for module in model.modules():
         if isinstance(module, AxisEmbedding) and module.axis is resting:
             _patch(state, module, "forward", _offset_forward)
@@ -218,12 +221,37 @@ def _patch(state: SequenceParallel, obj: object, name: str, wrapper: Callable) -
     state.patched.append((obj, name))
 
 
-def _refuse_mask(mask: torch.Tensor | None, where: str) -> None:
-    if mask is not None:
-        raise NotImplementedError(
-            f"{where} received an attention mask, but its tokens are sharded by videosys.dsp: masks on "
-            "sequence-parallel self-attention are not supported (run without a mask or without parallelize)"
+def _local_mask(
+    state: SequenceParallel, mask: torch.Tensor | None, video: tuple[int, int, int], dim: int
+) -> torch.Tensor | None:
+    """This rank's slice, along ``dim``, of a mask given for the whole ``video`` ``(B, T, S)``.
+
+    Padding positions get True: a padded sequence must have a key to attend to (its output is dropped).
+    """
+    if mask is None or mask.dim() < 3 - dim or mask.shape[dim - 3] == 1:
+        return mask  # None, or broadcast along the sharded axis
+    try:
+        fits = mask.dtype == torch.bool and torch.broadcast_shapes(mask.shape, video) == video
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"under videosys.dsp an attention mask describes the whole video: a boolean tensor broadcastable to "
+            f"(B, T, S) = {video}, got {mask.dtype} of shape {tuple(mask.shape)}"
         )
+    mask = mask.expand(video)
+    chunk = -(-video[dim] // state.ranks)
+    padding = list(video)
+    padding[dim] = chunk * state.ranks - video[dim]
+    mask = torch.cat([mask, mask.new_ones(padding)], dim=dim)
+    return mask.narrow(dim, state.rank * chunk, chunk)
+
+
+def _video_shape(state: SequenceParallel, x: torch.Tensor) -> tuple[int, int, int]:
+    """The whole video's ``(B, T, S)`` for a slice ``x`` sharded along the resting axis."""
+    shape = list(x.shape[:3])
+    shape[state.dim] = state.resting_length()
+    return tuple(shape)
 
 
 def _sharded_embed(
@@ -248,12 +276,18 @@ def _gathered_head(state: SequenceParallel, head: Callable, x: torch.Tensor, con
 
 
 def _switched_forward(
-    state: SequenceParallel, forward: Callable, x: torch.Tensor, *, mask: torch.Tensor | None = None, where: str
+    state: SequenceParallel, forward: Callable, x: torch.Tensor, *, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    _refuse_mask(mask, where)
+    mask = _local_mask(state, mask, _video_shape(state, x), state.other_dim)
     whole = switch(x, state.other_dim, state.dim, state.group, length=state.resting_length(), pad=state.pad)
-    out = forward(whole)
+    out = forward(whole, mask=mask)
     return switch(out, state.dim, state.other_dim, state.group, length=x.shape[state.other_dim], pad=state.pad)
+
+
+def _local_forward(
+    state: SequenceParallel, forward: Callable, x: torch.Tensor, *, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    return forward(x, mask=_local_mask(state, mask, _video_shape(state, x), state.dim))
 
 
 def _ulysses_mix(
@@ -263,15 +297,12 @@ def _ulysses_mix(
     k: torch.Tensor,
     v: torch.Tensor,
     mask: torch.Tensor | None = None,
-    *,
-    where: str,
 ) -> torch.Tensor:
-    _refuse_mask(mask, where)
     length = state.resting_length()
     q, k, v = (
         switch(t, _HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v)
     )
-    return switch(mix(q, k, v), state.dim, _HEAD_DIM, state.group, kind="ulysses")
+    return switch(mix(q, k, v, mask), state.dim, _HEAD_DIM, state.group, kind="ulysses")  # both axes whole: mask as is
 
 
 def _offset_forward(state: SequenceParallel, forward: Callable, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
