@@ -1,3 +1,29 @@
-"""VideoSys models: Open-Sora, Open-Sora-Plan, Latte and DiT on the VideoSys core interfaces."""
+"""VideoSys models: Latte-1 and DiT on the VideoSys core interfaces, loading the official checkpoints.
+
+``pipeline = videosys.models.load("latte", path)``; ``frames = pipeline(prompt)[0]``;
+``videosys.core.io.save_video(frames, "out.mp4")``. Backbones live in
+:mod:`videosys.models.transformers`, pipelines in :mod:`videosys.models.pipelines` (they import
+diffusers and transformers on first use).
+"""
+
+from .loading import CheckpointError, load_backbone
+from .pab_defaults import LATTE_PAB, PABDefaults
+from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
+from .transformers import DiTTransformer, LatteTransformer
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "LATTE_PAB",
+    "MODELS",
+    "CheckpointError",
+    "DiTTransformer",
+    "LatteTransformer",
+    "ModelSpec",
+    "PABDefaults",
+    "UnknownModelError",
+    "get_model",
+    "list_models",
+    "load",
+    "load_backbone",
+]

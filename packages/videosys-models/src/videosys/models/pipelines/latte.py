@@ -1,0 +1,213 @@
+"""Latte-1 text-to-video: T5 text encoder, Latte backbone, DDIM, VAE (2-D or temporal decoder).
+
+Sampling matches diffusers' ``LattePipeline`` step for step (tested against it): prompt lower-cased
+and stripped, 120 T5 tokens, the Latte-1 "mask feature" (a single prompt is cut to its real tokens,
+a batch of prompts has its padding zeroed), guidance over all output channels, noise drawn with the
+generator, frames decoded in chunks. Caption cleaning with bs4/ftfy (diffusers' optional
+``clean_caption``) is not applied.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from videosys.core.io import to_uint8_frames
+
+from ..loading import load_backbone
+from ..transformers import LatteTransformer
+from .sampling import denoise, load_scheduler, make_generator, random_latents
+
+__all__ = ["LattePipeline"]
+
+MAX_TEXT_TOKENS = 120
+
+
+def _default_dtype(device: torch.device | str) -> torch.dtype:
+    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+
+
+class LattePipeline:
+    """Text to video with Latte-1. Defaults: 16 frames, 512x512, 50 DDIM steps, guidance 7.5, 8 fps."""
+
+    fps = 8
+
+    def __init__(
+        self, transformer: LatteTransformer, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any
+    ) -> None:
+        self.transformer = transformer
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+        vae: Literal["auto", "temporal", "2d"] = "auto",
+        allow_bin: bool = False,
+    ) -> LattePipeline:
+        """Load a Latte-1 folder (``transformer/ vae/ vae_temporal_decoder/ text_encoder/ tokenizer/ scheduler/``).
+
+        ``vae="auto"`` takes the temporal decoder when the folder has one (Latte-1's default), else
+        ``vae/``. ``dtype`` defaults to float16 on CUDA and float32 elsewhere. Safetensors weights are
+        required unless ``allow_bin=True``.
+        """
+        import diffusers
+        from transformers import AutoTokenizer, T5EncoderModel
+
+        root = Path(path)
+        if not root.is_dir():
+            raise FileNotFoundError(f"Latte checkpoint folder {root} does not exist")
+        dtype = dtype or _default_dtype(device)
+        if vae == "auto":
+            vae = "temporal" if (root / "vae_temporal_decoder").is_dir() else "2d"
+        if vae not in ("temporal", "2d"):
+            raise ValueError(f"vae must be 'auto', 'temporal' or '2d', got {vae!r}")
+        safetensors = None if allow_bin else True
+        if vae == "temporal":
+            autoencoder = diffusers.AutoencoderKLTemporalDecoder.from_pretrained(
+                root / "vae_temporal_decoder", use_safetensors=safetensors
+            )
+        else:
+            autoencoder = diffusers.AutoencoderKL.from_pretrained(root / "vae", use_safetensors=safetensors)
+        text_encoder = T5EncoderModel.from_pretrained(root / "text_encoder", use_safetensors=safetensors)
+        return cls(
+            transformer=load_backbone(
+                LatteTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin
+            ),
+            vae=autoencoder.to(device=device, dtype=dtype).eval(),
+            text_encoder=text_encoder.to(device=device, dtype=dtype).eval(),
+            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer"),
+            scheduler=load_scheduler(root / "scheduler"),
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.tokenizer(
+            [text.lower().strip() for text in texts],
+            padding="max_length",
+            max_length=MAX_TEXT_TOKENS,
+            truncation=True,
+            return_attention_mask=True,
+            add_special_tokens=True,
+            return_tensors="pt",
+        )
+        mask = tokens.attention_mask.to(self.device)
+        features = self.text_encoder(tokens.input_ids.to(self.device), attention_mask=mask)[0]
+        return features.to(self.text_encoder.dtype), mask
+
+    def encode_prompt(
+        self, prompts: list[str], negative_prompt: str, guided: bool, mask_feature: bool = True
+    ) -> torch.Tensor:
+        """T5 features of ``prompts``, followed by the negative prompt's when ``guided``: ``(B or 2B, L, 4096)``."""
+        embeds, mask = self._encode(prompts)
+        negative = self._encode([negative_prompt] * len(prompts))[0] if guided else None
+        if mask_feature:
+            if len(prompts) == 1:
+                keep = int(mask.sum())
+                embeds = embeds[:, :keep]
+                negative = negative[:, :keep] if negative is not None else None
+            else:
+                embeds = embeds * mask[:, :, None]
+        return torch.cat([embeds, negative]) if negative is not None else embeds
+
+    def decode(self, latents: torch.Tensor, decode_chunk_size: int = 14) -> torch.Tensor:
+        """Latents ``(B, C, T, h, w)`` to float videos ``(B, 3, T, H, W)`` in about [-1, 1], chunk by chunk."""
+        batch, _, frames = latents.shape[:3]
+        flat = latents.permute(0, 2, 1, 3, 4).flatten(0, 1) / self.vae.config.scaling_factor
+        flat = flat.to(self.vae.dtype)
+        temporal = "num_frames" in inspect.signature(self.vae.forward).parameters
+        decoded = []
+        for start in range(0, flat.shape[0], decode_chunk_size):
+            chunk = flat[start : start + decode_chunk_size]
+            kwargs = {"num_frames": chunk.shape[0]} if temporal else {}
+            decoded.append(self.vae.decode(chunk, **kwargs).sample)
+        video = torch.cat(decoded).reshape(batch, frames, *decoded[0].shape[1:])
+        return video.permute(0, 2, 1, 3, 4).float()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        *,
+        negative_prompt: str = "",
+        num_frames: int = 16,
+        height: int = 512,
+        width: int = 512,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+        mask_feature: bool = True,
+        enable_temporal_attentions: bool = True,
+        decode_chunk_size: int = 14,
+        output_type: Literal["frames", "latent", "video"] = "frames",
+        progress: bool = True,
+    ) -> list[np.ndarray] | torch.Tensor:
+        """Generate one video per prompt.
+
+        ``output_type="frames"`` returns a list of uint8 ``(T, H, W, 3)`` arrays (for
+        :func:`videosys.core.io.save_video`); ``"latent"`` the final latents; ``"video"`` the decoded
+        float videos ``(B, 3, T, H, W)``.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+        if output_type not in ("frames", "latent", "video"):
+            raise ValueError(f"output_type must be 'frames', 'latent' or 'video', got {output_type!r}")
+        factor = self.vae_scale_factor * self.transformer.patch_size
+        if height % factor or width % factor:
+            raise ValueError(f"height and width must be multiples of {factor}, got {height}x{width}")
+        generator = make_generator(seed, generator)
+        guided = guidance_scale > 1.0
+        context = self.encode_prompt(prompts, negative_prompt, guided, mask_feature)
+        shape = (
+            len(prompts),
+            self.transformer.in_channels,
+            num_frames,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
+        latents = random_latents(shape, generator, self.device, context.dtype)
+        model_dtype = next(self.transformer.parameters()).dtype
+
+        def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.transformer(
+                x.to(model_dtype), t, context.to(model_dtype), enable_temporal_attentions=enable_temporal_attentions
+            )
+
+        latents = denoise(
+            model_fn,
+            latents,
+            self.scheduler,
+            num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            eta=eta,
+            progress=progress,
+            desc="Latte",
+        )
+        if output_type == "latent":
+            return latents
+        video = self.decode(latents, decode_chunk_size)
+        if output_type == "video":
+            return video
+        return [to_uint8_frames(v) for v in video]

@@ -1,0 +1,94 @@
+"""Models by name: which pipeline loads a folder, with which defaults (sampling and PAB)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .pab_defaults import LATTE_PAB, PABDefaults
+
+__all__ = ["MODELS", "ModelSpec", "UnknownModelError", "get_model", "list_models", "load"]
+
+
+class UnknownModelError(ValueError):
+    """A model name that is not registered."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its pipeline class, sampling defaults and PAB defaults."""
+
+    name: str
+    task: Literal["text-to-video", "class-to-image"]
+    pipeline: str
+    """``"module:Class"`` of the pipeline, imported when the model is loaded."""
+    description: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the pipeline call that reproduce the published samples."""
+    pab: PABDefaults | None = None
+    sample_size: int | None = None
+    """The latent size the checkpoint must have (tells DiT 256 from 512)."""
+
+    def pipeline_class(self) -> type:
+        module, name = self.pipeline.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="latte",
+            task="text-to-video",
+            pipeline="videosys.models.pipelines.latte:LattePipeline",
+            description="Latte-1 (maxin-cn/Latte-1 folder layout), T5 text encoder, DDIM",
+            defaults={"num_frames": 16, "height": 512, "width": 512, "num_inference_steps": 50, "guidance_scale": 7.5},
+            pab=LATTE_PAB,
+        ),
+        ModelSpec(
+            name="dit-xl-2-256",
+            task="class-to-image",
+            pipeline="videosys.models.pipelines.dit:DiTPipeline",
+            description="DiT-XL/2 at 256x256 (facebook/DiT-XL-2-256 folder layout), ImageNet classes",
+            defaults={"num_inference_steps": 50, "guidance_scale": 4.0},
+            sample_size=32,
+        ),
+        ModelSpec(
+            name="dit-xl-2-512",
+            task="class-to-image",
+            pipeline="videosys.models.pipelines.dit:DiTPipeline",
+            description="DiT-XL/2 at 512x512 (facebook/DiT-XL-2-512 folder layout), ImageNet classes",
+            defaults={"num_inference_steps": 50, "guidance_scale": 4.0},
+            sample_size=64,
+        ),
+    )
+}
+
+
+def list_models() -> list[str]:
+    """Registered model names."""
+    return sorted(MODELS)
+
+
+def get_model(name: str) -> ModelSpec:
+    """The spec registered as ``name`` (case-insensitive)."""
+    spec = MODELS.get(name.lower())
+    if spec is None:
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return spec
+
+
+def load(name: str, path: str | os.PathLike, **kwargs: Any) -> Any:
+    """Load the pipeline of model ``name`` from the checkpoint folder ``path`` (kwargs: device, dtype, ...)."""
+    spec = get_model(name)
+    pipeline = spec.pipeline_class().from_pretrained(path, **kwargs)
+    size = pipeline.transformer.sample_size
+    if spec.sample_size is not None and size != spec.sample_size:
+        raise ValueError(
+            f"{path} holds a model with latent size {size}, but {spec.name} has latent size {spec.sample_size}; "
+            f"pick the matching model name ({', '.join(n for n, s in MODELS.items() if s.sample_size == size)})"
+        )
+    return pipeline

@@ -1,0 +1,204 @@
+"""Latte-1 (text-to-video) on the VideoSys core: spatial and temporal adaLN-single blocks, interleaved.
+
+Numerics follow diffusers' ``LatteTransformer3DModel``; :meth:`LatteTransformer.from_diffusers_config`
+and :meth:`LatteTransformer.convert_diffusers_state_dict` read the ``transformer/`` folder of the
+published Latte-1 checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from videosys.core import AdaLNBlock, AttentionAxis, Conditioning, STBackbone
+from videosys.core.layers import (
+    AxisEmbedding,
+    CaptionProjection,
+    FinalLayer,
+    PatchEmbed2D,
+    TimestepEmbedder,
+    sincos_1d,
+    unpatchify,
+)
+
+from ..loading import DIFFUSERS_BLOCK_RULES, rename_keys
+from .common import add_sincos_2d, batch_timesteps, require_config
+
+__all__ = ["LatteBlock", "LatteTransformer"]
+
+
+class LatteBlock(AdaLNBlock):
+    """Latte's adaLN-single block; spatial blocks cross-attend to the caption, temporal blocks do not.
+
+    A temporal block is skipped when the caller turns temporal attention off, and the first one adds
+    the temporal position table (for more than one frame) before attending, where Latte adds it.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        axis: AttentionAxis,
+        *,
+        context_dim: int,
+        qkv_bias: bool,
+        norm_eps: float,
+        temporal_positions: AxisEmbedding | None = None,
+    ) -> None:
+        spatial = axis is AttentionAxis.SPATIAL
+        super().__init__(
+            dim,
+            num_heads,
+            axis,
+            cross_attention=spatial,
+            context_dim=context_dim if spatial else None,
+            modulation="table",
+            qkv_bias=qkv_bias,
+            norm_eps=norm_eps,
+        )
+        self.temporal_positions = temporal_positions
+
+    def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        if self.axis is AttentionAxis.TEMPORAL:
+            if not cond.extras["temporal_attention"]:
+                return x
+            if self.temporal_positions is not None and cond.extras["num_frames"] > 1:
+                x = self.temporal_positions(x)
+        return super().forward(x, cond)
+
+
+class LatteTransformer(STBackbone):
+    """Latte's denoiser: ``(B, C, T, H, W)`` latents, timesteps and T5 features to noise and variance.
+
+    ``blocks`` alternates spatial block ``i`` and temporal block ``i``. The output has ``out_channels``
+    channels: the predicted noise, then (Latte-1, learned sigma) the variance interpolation values.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_layers: int = 28,
+        num_heads: int = 16,
+        head_dim: int = 72,
+        in_channels: int = 4,
+        out_channels: int = 8,
+        patch_size: int = 2,
+        sample_size: int = 64,
+        caption_channels: int = 4096,
+        video_length: int = 16,
+        attention_bias: bool = True,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        dim = num_heads * head_dim
+        self.dim = dim
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.patch_size, self.sample_size = patch_size, sample_size
+        self.interpolation_scale = max(sample_size // 64, 1)
+        self.patch_embed = PatchEmbed2D(patch_size, in_channels, dim)
+        self.t_embedder = TimestepEmbedder(dim)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.caption_projection = CaptionProjection(caption_channels, dim)
+        temporal_table = sincos_1d(torch.arange(video_length), dim).float()
+        blocks = []
+        for i in range(num_layers):
+            common = {"context_dim": dim, "qkv_bias": attention_bias, "norm_eps": norm_eps}
+            blocks.append(LatteBlock(dim, num_heads, AttentionAxis.SPATIAL, **common))
+            positions = AxisEmbedding(temporal_table, AttentionAxis.TEMPORAL) if i == 0 else None
+            blocks.append(LatteBlock(dim, num_heads, AttentionAxis.TEMPORAL, temporal_positions=positions, **common))
+        self.blocks = nn.ModuleList(blocks)
+        self.final = FinalLayer(dim, patch_size * patch_size * out_channels, modulation="table")
+
+    def embed(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor | float,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None = None,
+        enable_temporal_attentions: bool = True,
+    ) -> tuple[torch.Tensor, Conditioning]:
+        """Patchify ``latents: (B, C, T, H, W)``, embed the timestep and project the caption ``(B, L, Cc)``.
+
+        ``encoder_attention_mask`` is boolean ``(B, L)``, True for real caption tokens.
+        ``enable_temporal_attentions=False`` skips the temporal blocks (Latte-0's image sampling; Latte-1
+        keeps them on, also for single frames).
+        """
+        x = self.patch_embed(latents)
+        b, _, frames, height, width = latents.shape
+        grid = (height // self.patch_size, width // self.patch_size)
+        x = add_sincos_2d(x, grid, self.sample_size // self.patch_size, self.interpolation_scale)
+        t_emb = self.t_embedder(batch_timesteps(timestep, b, x.device), dtype=x.dtype)
+        if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[0] != b:
+            raise ValueError(
+                f"encoder_hidden_states must be (B={b}, L, {self.caption_projection.linear_1.in_features}), "
+                f"got shape {tuple(encoder_hidden_states.shape)}"
+            )
+        cond = Conditioning(
+            modulation=self.t_block(t_emb),
+            context=self.caption_projection(encoder_hidden_states),
+            context_mask=encoder_attention_mask,
+            extras={
+                "embedded_timestep": t_emb,
+                "grid": grid,
+                "num_frames": frames,
+                "temporal_attention": bool(enable_temporal_attentions),
+            },
+        )
+        return x, cond
+
+    def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        x = self.final(x, cond.extras["embedded_timestep"])
+        return unpatchify(x, self.out_channels, (1, self.patch_size, self.patch_size), cond.extras["grid"])
+
+    @classmethod
+    def from_diffusers_config(cls, config: dict[str, Any]) -> LatteTransformer:
+        """Build the architecture that a diffusers ``LatteTransformer3DModel`` ``config.json`` describes."""
+        require_config(
+            config,
+            "LatteTransformer3DModel",
+            norm_type="ada_norm_single",
+            activation_fn="gelu-approximate",
+            norm_elementwise_affine=False,
+        )
+        heads, head_dim = config.get("num_attention_heads", 16), config.get("attention_head_dim", 88)
+        cross_dim = config.get("cross_attention_dim")
+        if cross_dim is not None and cross_dim != heads * head_dim:
+            raise ValueError(
+                f"LatteTransformer3DModel config has cross_attention_dim={cross_dim}; the caption projection "
+                f"feeds the width {heads * head_dim}, so it must equal num_attention_heads * attention_head_dim"
+            )
+        if config.get("caption_channels") is None:
+            raise ValueError("LatteTransformer3DModel config has no caption_channels (the text encoder width)")
+        in_channels = config["in_channels"]
+        return cls(
+            num_layers=config.get("num_layers", 1),
+            num_heads=heads,
+            head_dim=head_dim,
+            in_channels=in_channels,
+            out_channels=config.get("out_channels") or in_channels,
+            patch_size=config["patch_size"],
+            sample_size=config.get("sample_size", 64),
+            caption_channels=config["caption_channels"],
+            video_length=config.get("video_length", 16),
+            attention_bias=config.get("attention_bias", False),
+            norm_eps=config.get("norm_eps", 1e-5),
+        )
+
+    @staticmethod
+    def convert_diffusers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """diffusers' Latte key names to ours; keys it does not know pass through unchanged."""
+        return rename_keys(state_dict, _LATTE_RULES)
+
+
+_LATTE_RULES = [
+    (r"^pos_embed\.proj\.", "patch_embed.proj."),
+    (r"^adaln_single\.emb\.timestep_embedder\.", "t_embedder."),
+    (r"^adaln_single\.linear\.", "t_block.1."),
+    (r"^scale_shift_table$", "final.scale_shift_table"),
+    (r"^proj_out\.", "final.linear."),
+    (r"^transformer_blocks\.(\d+)\.", lambda m: f"blocks.{2 * int(m.group(1))}."),
+    (r"^temporal_transformer_blocks\.(\d+)\.", lambda m: f"blocks.{2 * int(m.group(1)) + 1}."),
+    *DIFFUSERS_BLOCK_RULES,
+]

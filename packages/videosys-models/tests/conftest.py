@@ -1,0 +1,183 @@
+"""Tiny reference models built with diffusers (random weights, no download) and saved in the official layout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+TINY_LATTE = {
+    "num_attention_heads": 2,
+    "attention_head_dim": 8,
+    "in_channels": 4,
+    "out_channels": 8,
+    "num_layers": 2,
+    "cross_attention_dim": 16,
+    "attention_bias": True,
+    "sample_size": 8,
+    "patch_size": 2,
+    "activation_fn": "gelu-approximate",
+    "num_embeds_ada_norm": 1000,
+    "norm_type": "ada_norm_single",
+    "norm_elementwise_affine": False,
+    "norm_eps": 1e-6,
+    "caption_channels": 32,
+    "video_length": 4,
+}
+
+TINY_DIT = {
+    "num_attention_heads": 2,
+    "attention_head_dim": 8,
+    "in_channels": 4,
+    "out_channels": 8,
+    "num_layers": 2,
+    "sample_size": 8,
+    "patch_size": 2,
+    "num_embeds_ada_norm": 1000,
+}
+
+
+def randomize(model: torch.nn.Module, seed: int) -> None:
+    """Overwrite every parameter, including the zero-initialised ones, so no branch is trivially zero."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+
+
+def tie_dit_embedders(model: torch.nn.Module) -> None:
+    """Copy block 0's timestep/class embedders into every block, as the official DiT conversion does."""
+    shared = model.transformer_blocks[0].norm1.emb.state_dict()
+    for block in model.transformer_blocks[1:]:
+        block.norm1.emb.load_state_dict(shared)
+
+
+def latte_reference_class():
+    """diffusers' LatteTransformer3DModel, or skip: it arrived in diffusers 0.30 (ColossalAI pins 0.29.0)."""
+    cls = getattr(diffusers, "LatteTransformer3DModel", None)
+    if cls is None:
+        pytest.skip(f"diffusers {diffusers.__version__} has no LatteTransformer3DModel (added in 0.30)")
+    return cls
+
+
+@pytest.fixture
+def latte_reference(tmp_path):
+    """(diffusers model, its saved transformer/ folder)."""
+    model = latte_reference_class()(**TINY_LATTE).eval()
+    randomize(model, seed=0)
+    folder = tmp_path / "transformer"
+    model.save_pretrained(folder, safe_serialization=True)
+    return model, folder
+
+
+def build_dit(seed: int, tie: bool = True, **config) -> torch.nn.Module:
+    """A tiny random diffusers DiT; ``tie`` shares the block embedders as the published checkpoints do."""
+    model = diffusers.DiTTransformer2DModel(**{**TINY_DIT, **config}).eval()
+    randomize(model, seed)
+    if tie:
+        tie_dit_embedders(model)
+    return model
+
+
+@pytest.fixture
+def make_dit():
+    """``build_dit`` as a fixture (tests run with --import-mode=importlib and cannot import conftest)."""
+    return build_dit
+
+
+@pytest.fixture
+def dit_reference(tmp_path):
+    model = build_dit(seed=1)
+    folder = tmp_path / "transformer"
+    model.save_pretrained(folder, safe_serialization=True)
+    return model, folder
+
+
+def tiny_tokenizer():
+    """A T5-style word-level tokenizer (pad 0, eos 1) built in memory: no hub download, no sentencepiece."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = "a an cat dog runs walks on the beach at sunset in snow red blue".split()
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def tiny_t5(vocab_size: int, width: int):
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=vocab_size, d_model=width, d_ff=2 * width, d_kv=8, num_layers=1, num_heads=2)
+    return T5EncoderModel(config).eval()
+
+
+def tiny_vae():
+    torch.manual_seed(0)
+    return diffusers.AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        latent_channels=4,
+        sample_size=16,
+    ).eval()
+
+
+def tiny_temporal_vae():
+    torch.manual_seed(0)
+    return diffusers.AutoencoderKLTemporalDecoder(
+        down_block_types=("DownEncoderBlock2D",) * 2, block_out_channels=(32, 32), latent_channels=4, sample_size=16
+    ).eval()
+
+
+def ddim_scheduler(**extra):
+    """DDIM with Latte-1's and DiT's training schedule (1000 linear betas 1e-4..0.02)."""
+    config = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear"}
+    return diffusers.DDIMScheduler.from_config({**config, "clip_sample": False, **extra})
+
+
+@pytest.fixture
+def latte_folder(tmp_path):
+    """A complete tiny Latte-1 folder saved by diffusers' LattePipeline, plus a temporal-decoder VAE."""
+    transformer = latte_reference_class()(**TINY_LATTE).eval()
+    randomize(transformer, seed=4)
+    tokenizer = tiny_tokenizer()
+    pipe = diffusers.LattePipeline(
+        tokenizer=tokenizer,
+        text_encoder=tiny_t5(len(tokenizer), TINY_LATTE["caption_channels"]),
+        vae=tiny_vae(),
+        transformer=transformer,
+        scheduler=ddim_scheduler(),
+    )
+    root = tmp_path / "latte"
+    pipe.save_pretrained(root, safe_serialization=True)
+    tiny_temporal_vae().save_pretrained(root / "vae_temporal_decoder", safe_serialization=True)
+    return root
+
+
+def save_dit_folder(root, **config):
+    """A complete tiny DiT folder saved by diffusers' DiTPipeline, with a (made-up, tiny) id2label table."""
+    pipe = diffusers.DiTPipeline(transformer=build_dit(seed=5, **config), vae=tiny_vae(), scheduler=ddim_scheduler())
+    pipe.save_pretrained(root, safe_serialization=True)
+    index = json.loads((root / "model_index.json").read_text())
+    index["id2label"] = {"0": "tench, Tinca tinca", "7": "cock"}  # the published folder carries 1000 of these
+    (root / "model_index.json").write_text(json.dumps(index))
+    return root
+
+
+@pytest.fixture
+def dit_folder(tmp_path):
+    return save_dit_folder(tmp_path / "dit")
+
+
+@pytest.fixture
+def dit_256_folder(tmp_path):
+    """A tiny DiT with DiT-XL/2-256's latent size (32), so the registry accepts it as dit-xl-2-256."""
+    return save_dit_folder(tmp_path / "dit256", sample_size=32)
