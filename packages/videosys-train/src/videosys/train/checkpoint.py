@@ -44,7 +44,9 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [(int(m.group(2)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and (p / RUNNING_STATES).is_file()]
+    found = [
+        (int(m.group(2)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and (p / RUNNING_STATES).is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 

@@ -7,6 +7,7 @@ and sequence parallelism. ``videosys-train --tiny`` trains the packaged tiny con
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"videosys-train: config error: {err}", file=sys.stderr)
         return 2
-    if result.checkpoint is not None:
+    if result.checkpoint is not None and int(os.environ.get("RANK", "0")) == 0:
         print(f"trained to step {result.global_step}; last checkpoint {result.checkpoint}")
     return 0
 

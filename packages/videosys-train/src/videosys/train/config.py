@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,8 +163,21 @@ def _build(cls: type, values: Any, where: str) -> Any:
     kwargs = {}
     for name, value in values.items():
         nested = _dataclass_of(fields[name])
-        kwargs[name] = _build(nested, value, f"{where}.{name}".strip(".")) if nested else value
+        key = f"{where}.{name}".strip(".")
+        kwargs[name] = _build(nested, value, key) if nested else _coerce(fields[name], value, key)
     return cls(**kwargs)
+
+
+def _coerce(annotation: Any, value: Any, key: str) -> Any:
+    """Numbers YAML reads as strings (``1e-4`` lacks the dot YAML 1.1 wants) become floats; wrong types fail."""
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    expected = typing.get_args(annotation) if is_union else (annotation,)
+    if value is None or float not in expected or isinstance(value, bool):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r} is not a number") from None
 
 
 def _dataclass_of(annotation: Any) -> type | None:
@@ -237,12 +251,21 @@ def validate(config: TrainConfig, world_size: int, device: str) -> None:
         config.train.precision in precisions,
         f"train.precision={config.train.precision!r} is not available on {device}; expected one of {precisions}",
     )
-    _check(config.objective.kind in ("ddpm", "rflow"), f"objective.kind={config.objective.kind!r}; expected 'ddpm' or 'rflow'")
+    _check(
+        config.objective.kind in ("ddpm", "rflow"),
+        f"objective.kind={config.objective.kind!r}; expected 'ddpm' or 'rflow'",
+    )
     _check(config.train.steps >= 1, f"train.steps must be >= 1, got {config.train.steps}")
     _check(config.train.batch_size >= 1, f"train.batch_size must be >= 1, got {config.train.batch_size}")
     _check(config.checkpoint.every >= 1, f"checkpoint.every must be >= 1, got {config.checkpoint.every}")
-    _check(config.vae.kind in ("identity", "diffusers"), f"vae.kind={config.vae.kind!r}; expected 'identity' or 'diffusers'")
-    _check(config.text_encoder.kind in ("hash", "t5"), f"text_encoder.kind={config.text_encoder.kind!r}; expected 'hash' or 't5'")
+    _check(
+        config.vae.kind in ("identity", "diffusers"),
+        f"vae.kind={config.vae.kind!r}; expected 'identity' or 'diffusers'",
+    )
+    _check(
+        config.text_encoder.kind in ("hash", "t5"),
+        f"text_encoder.kind={config.text_encoder.kind!r}; expected 'hash' or 't5'",
+    )
     data = config.data
     _check(data.csv is not None, "data.csv is not set: give the path of a path,caption CSV")
     if not Path(data.csv).is_file():

@@ -24,9 +24,7 @@ class EMA:
             raise ValueError(f"EMA decay must lie in [0, 1], got {decay}")
         self.decay = decay
         self.exclude = tuple(exclude)
-        self.shadow: dict[str, torch.Tensor] = {
-            name: p.detach().float().clone() for name, p in self._tracked(model)
-        }
+        self.shadow: dict[str, torch.Tensor] = {name: p.detach().float().clone() for name, p in self._tracked(model)}
 
     def _tracked(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
         return [

@@ -38,6 +38,11 @@ def per_sample_draws(seeds: torch.Tensor, shape: tuple[int, ...]) -> tuple[torch
     return torch.stack(uniforms), torch.stack(noises)
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """Losses are computed in float32 even for bf16/fp16 model outputs (float64 stays float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def mean_flat(x: torch.Tensor) -> torch.Tensor:
     """Mean over every dim but the batch."""
     return x.mean(dim=tuple(range(1, x.dim())))
@@ -62,9 +67,7 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, means: torch.Tensor, lo
     log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
     log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
     log_cdf_delta = torch.log((cdf_plus - cdf_min).clamp(min=1e-12))
-    return torch.where(
-        x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_cdf_delta)
-    )
+    return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_cdf_delta))
 
 
 class GaussianDiffusion:
@@ -196,13 +199,14 @@ class DDPMObjective(Objective):
                 f"the model output has {out.shape[1]} channels; DDPM with learn_sigma={self.learn_sigma} "
                 f"needs {channels * self.out_channels_factor} for {channels} input channels"
             )
-        pred = out[:, :channels].float()
+        pred = at_least_fp32(out[:, :channels])
         target = noise if self.prediction == "epsilon" else self.diffusion.v_target(x0, t, noise)
-        mse = mean_flat((target.float() - pred) ** 2)
+        mse = mean_flat((at_least_fp32(target) - pred) ** 2)
         if not self.learn_sigma:
             return LossTerms(mse, mse)
-        eps = pred if self.prediction == "epsilon" else self.diffusion.eps_from_v(xt.float(), t, pred)
-        vb = self.vb_term(x0.float(), xt.float(), t, eps.detach(), out[:, channels:].float())
+        x0, xt = at_least_fp32(x0), at_least_fp32(xt)
+        eps = pred if self.prediction == "epsilon" else self.diffusion.eps_from_v(xt, t, pred)
+        vb = self.vb_term(x0, xt, t, eps.detach(), at_least_fp32(out[:, channels:]))
         return LossTerms(mse + vb, mse, vb)
 
 
@@ -250,5 +254,5 @@ class RectifiedFlowObjective(Objective):
                 f"the model output has {out.shape[1]} channels; rectified flow needs "
                 f"{channels * self.out_channels_factor} for {channels} input channels"
             )
-        mse = mean_flat(((x0 - noise).float() - out[:, :channels].float()) ** 2)
+        mse = mean_flat((at_least_fp32(x0 - noise) - at_least_fp32(out[:, :channels])) ** 2)
         return LossTerms(mse, mse)

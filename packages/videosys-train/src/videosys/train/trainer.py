@@ -297,18 +297,22 @@ class Trainer:
         while global_step < c.train.steps:
             start = time.perf_counter()
             epoch, step_in_epoch, batch = next(batches)
+            lr = self.scheduler.get_last_lr()[0]
             loss = self.train_step(batch)
             global_step += 1
             result.losses.append(loss)
             elapsed = time.perf_counter() - start
-            throughput = {"samples/s": samples_per_step / elapsed, "tokens/s": samples_per_step * self.tokens_per_sample / elapsed}
+            throughput = {
+                "samples/s": samples_per_step / elapsed,
+                "tokens/s": samples_per_step * self.tokens_per_sample / elapsed,
+            }
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} at step {global_step}")
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.1f}" for k, v in throughput.items()})
             if self.is_main:
-                self._log(writer, {"step": global_step, "loss": loss, "lr": self.scheduler.get_last_lr()[0], **throughput})
+                self._log(writer, {"step": global_step, "loss": loss, "lr": lr, **throughput})
             if global_step % c.checkpoint.every == 0 or global_step == c.train.steps:
                 result.checkpoint = self.save(epoch, step_in_epoch, global_step)
         result.global_step = global_step
