@@ -73,10 +73,18 @@ def models(session: nox.Session) -> None:
     session.run(*PYTEST, "packages/videosys-models/tests", *session.posargs)
 
 
+COLOSSALAI = "colossalai==0.5.0"
+
+
 @nox.session
 def train(session: nox.Session) -> None:
-    """videosys-train."""
-    install(session, pkg("core", "test"), pkg("dsp"), pkg("train", "test"))
+    """videosys-train on ColossalAI, installed as its README tells a user with a current torch.
+
+    ColossalAI 0.5.0 declares ``torch<=2.5.1``: it goes in with ``--no-deps`` after torch, and the
+    ``[colossalai]`` extra brings what it imports, at its pins.
+    """
+    install(session, pkg("core", "test"), pkg("dsp"), pkg("train", "colossalai,test"))
+    session.install("--no-deps", COLOSSALAI)
     session.run(*PYTEST, "packages/videosys-train/tests", *session.posargs)
 
 

@@ -35,6 +35,12 @@ def tiny_config(root: Path, *overrides: str) -> TrainConfig:
     return load_config(TINY_CONFIG, [*base, *overrides])
 
 
+@pytest.fixture(scope="session")
+def tiny():
+    """``tiny(root, *overrides)``: :func:`tiny_config` for tests that pick their own folders."""
+    return tiny_config
+
+
 @pytest.fixture
 def make_config(tmp_path):
     return lambda *overrides: tiny_config(tmp_path, *overrides)

@@ -13,12 +13,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_config
 from videosys.train.checkpoint import latest_checkpoint, list_checkpoints
 
 pytest.importorskip("colossalai", reason="ColossalAI is not installed (see the videosys-train README)")
 
-from videosys.train.trainer import Trainer  # noqa: E402
+from videosys.train.trainer import Trainer
 
 
 def _run(config, resume=None):
@@ -37,29 +36,29 @@ def _assert_same_weights(a, b, atol=0.0, skip=()):
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
+def straight(tmp_path_factory, tiny):
     """4 steps of the tiny config in one go (checkpoints at 2 and 4)."""
-    return _run(tiny_config(tmp_path_factory.mktemp("straight")))
+    return _run(tiny(tmp_path_factory.mktemp("straight")))
 
 
-def test_tiny_config_learns(tmp_path):
-    result, _, _ = _run(tiny_config(tmp_path, "train.steps=30", "checkpoint.every=30", "optim.lr=3e-3"))
+def test_tiny_config_learns(tiny, tmp_path):
+    result, _, _ = _run(tiny(tmp_path, "train.steps=30", "checkpoint.every=30", "optim.lr=3e-3"))
     first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
     assert last < 0.8 * first, result.losses
 
 
-def test_resume_continues_the_identical_trajectory(tmp_path, straight):
+def test_resume_continues_the_identical_trajectory(tiny, tmp_path, straight):
     losses, weights, ema = straight[0].losses, straight[1], straight[2]
-    half, _, _ = _run(tiny_config(tmp_path, "train.steps=2"))
+    half, _, _ = _run(tiny(tmp_path, "train.steps=2"))
     assert half.losses == losses[:2]
-    rest, resumed_weights, resumed_ema = _run(tiny_config(tmp_path, "train.steps=4"), resume="latest")
+    rest, resumed_weights, resumed_ema = _run(tiny(tmp_path, "train.steps=4"), resume="latest")
     assert rest.losses == losses[2:]
     _assert_same_weights(resumed_weights, weights)
     _assert_same_weights(resumed_ema, ema)
 
 
-def test_interrupted_save_leaves_a_loadable_previous_checkpoint(tmp_path, straight, monkeypatch):
-    config = tiny_config(tmp_path)
+def test_interrupted_save_leaves_a_loadable_previous_checkpoint(tiny, tmp_path, straight, monkeypatch):
+    config = tiny(tmp_path)
     real_save = Trainer.save
 
     def dying_save(self, epoch, step_in_epoch, global_step):
@@ -86,30 +85,30 @@ def test_interrupted_save_leaves_a_loadable_previous_checkpoint(tmp_path, straig
     assert not list(config.checkpoint_dir.glob(".tmp-*"))
 
 
-def test_hybrid_plugin_matches_torch_ddp_and_resumes_from_sharded_checkpoints(tmp_path, straight):
-    hybrid, weights, _ = _run(tiny_config(tmp_path, "parallel.plugin=hybrid"))
+def test_hybrid_plugin_matches_torch_ddp_and_resumes_from_sharded_checkpoints(tiny, tmp_path, straight):
+    hybrid, weights, _ = _run(tiny(tmp_path, "parallel.plugin=hybrid"))
     torch.testing.assert_close(hybrid.losses, straight[0].losses, rtol=1e-5, atol=0)
     _assert_same_weights(weights, straight[1], atol=1e-5)
-    assert (latest_checkpoint(tiny_config(tmp_path).checkpoint_dir) / "model").is_dir()  # sharded
-    again, _, _ = _run(tiny_config(tmp_path / "b", "parallel.plugin=hybrid", "train.steps=2"))
-    rest, _, _ = _run(tiny_config(tmp_path / "b", "parallel.plugin=hybrid"), resume="latest")
+    assert (latest_checkpoint(tiny(tmp_path).checkpoint_dir) / "model").is_dir()  # sharded
+    again, _, _ = _run(tiny(tmp_path / "b", "parallel.plugin=hybrid", "train.steps=2"))
+    rest, _, _ = _run(tiny(tmp_path / "b", "parallel.plugin=hybrid"), resume="latest")
     assert again.losses + rest.losses == hybrid.losses
 
 
-def test_gradient_checkpointing_changes_nothing_but_memory(tmp_path, straight):
-    result, weights, _ = _run(tiny_config(tmp_path, "train.gradient_checkpointing=true"))
+def test_gradient_checkpointing_changes_nothing_but_memory(tiny, tmp_path, straight):
+    result, weights, _ = _run(tiny(tmp_path, "train.gradient_checkpointing=true"))
     torch.testing.assert_close(result.losses, straight[0].losses, rtol=1e-6, atol=0)
     _assert_same_weights(weights, straight[1], atol=1e-6)
 
 
-def test_bf16_autocast_on_cpu_tracks_fp32(tmp_path, straight):
-    result, _, _ = _run(tiny_config(tmp_path, "train.precision=bf16"))
+def test_bf16_autocast_on_cpu_tracks_fp32(tiny, tmp_path, straight):
+    result, _, _ = _run(tiny(tmp_path, "train.precision=bf16"))
     torch.testing.assert_close(result.losses, straight[0].losses, rtol=5e-2, atol=0)
 
 
-def test_rectified_flow_trains(tmp_path):
-    result, _, _ = _run(tiny_config(tmp_path, "objective.kind=rflow", "objective.learn_sigma=false"))
-    assert len(result.losses) == 4 and all(l > 0 for l in result.losses)
+def test_rectified_flow_trains(tiny, tmp_path):
+    result, _, _ = _run(tiny(tmp_path, "objective.kind=rflow", "objective.learn_sigma=false"))
+    assert len(result.losses) == 4 and all(loss > 0 for loss in result.losses)
 
 
 def _free_port() -> int:
@@ -122,10 +121,10 @@ def _metrics(output_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_data_parallel_ranks_equal_one_rank_with_the_doubled_batch(tmp_path):
+def test_two_data_parallel_ranks_equal_one_rank_with_the_doubled_batch(tiny, tmp_path):
     """``torchrun`` + the CLI on 2 gloo ranks, batch 2 each, vs one in-process rank with batch 4."""
-    one, one_weights, _ = _run(tiny_config(tmp_path / "one", "train.batch_size=4"))
-    two = tiny_config(tmp_path / "two", "train.batch_size=2")
+    one, one_weights, _ = _run(tiny(tmp_path / "one", "train.batch_size=4"))
+    two = tiny(tmp_path / "two", "train.batch_size=2")
     config_file = tmp_path / "two.yaml"
     config_file.write_text(yaml.safe_dump(two.to_dict()))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

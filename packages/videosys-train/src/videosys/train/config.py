@@ -252,6 +252,11 @@ def validate(config: TrainConfig, world_size: int, device: str) -> None:
         f"train.precision={config.train.precision!r} is not available on {device}; expected one of {precisions}",
     )
     _check(
+        device != "cpu" or config.train.precision == "fp32" or config.parallel.plugin == "torch_ddp",
+        f"train.precision={config.train.precision!r} with plugin {config.parallel.plugin!r} on CPU: CPU runs bf16 "
+        "only as autocast with the torch_ddp plugin; use parallel.plugin=torch_ddp or train.precision=fp32",
+    )
+    _check(
         config.objective.kind in ("ddpm", "rflow"),
         f"objective.kind={config.objective.kind!r}; expected 'ddpm' or 'rflow'",
     )

@@ -161,8 +161,11 @@ class Trainer:
         plugin = make_plugin(
             c.parallel.plugin, c.train.precision, self.device.type, c.optim.grad_clip, **c.parallel.plugin_kwargs
         )
-        booster_amp = c.train.precision if self.device.type == "cuda" and c.parallel.plugin == "torch_ddp" else None
-        self.booster = Booster(plugin=plugin, mixed_precision=None if booster_amp == "fp32" else booster_amp)
+        # Plugins that own precision get it above; for DDP/FSDP bf16 is autocast (ColossalAI's "bf16" Booster
+        # precision is an empty stub) and fp16 is the Booster's autocast + grad scaler.
+        self.autocast_bf16 = c.train.precision == "bf16" and c.parallel.plugin in ("torch_ddp", "torch_fsdp")
+        booster_fp16 = c.train.precision == "fp16" and c.parallel.plugin in ("torch_ddp", "torch_fsdp")
+        self.booster = Booster(plugin=plugin, mixed_precision="fp16" if booster_fp16 else None)
         self.model, self.optimizer, _, _, self.scheduler = self.booster.boost(model, optimizer, lr_scheduler=scheduler)
 
     def _count_tokens(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
@@ -182,8 +185,8 @@ class Trainer:
         return x0, text.to(self.device), mask.to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cpu" and self.config.train.precision == "bf16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+        if self.autocast_bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def train_step(self, batch: dict[str, Any]) -> float:
