@@ -106,8 +106,10 @@ def main() -> None:
     ]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     tokens = args.frames * (args.size // 2) ** 2
-    print(f"train throughput on {device}: {args.frames}x{args.size}x{args.size} clips = {tokens} tokens/sample, "
-          f"width {args.width}, {2 * args.depth} blocks, {args.batch} samples per DP rank, {args.steps} steps")
+    print(
+        f"train throughput on {device}: {args.frames}x{args.size}x{args.size} clips = {tokens} tokens/sample, "
+        f"width {args.width}, {2 * args.depth} blocks, {args.batch} samples per DP rank, {args.steps} steps"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         variants = {
@@ -117,16 +119,20 @@ def main() -> None:
         if _dsp_available():
             variants["2 ranks DSP sp=2 (gloo)"] = (2, ["parallel.sp_size=2"])
         variants["1 rank, grad ckpt"] = (1, ["train.gradient_checkpointing=true"])
-        results = {name: run_variant(root, name.replace(" ", "_"), world, common + extra)
-                   for name, (world, extra) in variants.items()}
+        results = {
+            name: run_variant(root, name.replace(" ", "_"), world, common + extra)
+            for name, (world, extra) in variants.items()
+        }
     base = results["1 rank"]
     print(f"{'variant':28s} {'samples/s':>10s} {'tokens/s':>10s} {'x 1 rank':>9s} {'mem MiB':>9s}")
     for name, r in results.items():
         ratio = r["samples/s"] / base["samples/s"]
         print(f"{name:28s} {r['samples/s']:10.2f} {r['tokens/s']:10.0f} {ratio:9.2f} {r['memory_mib']:9.1f}")
     ckpt = results["1 rank, grad ckpt"]
-    print(f"gradient checkpointing: memory x{ckpt['memory_mib'] / max(base['memory_mib'], 1e-9):.2f}, "
-          f"speed x{ckpt['samples/s'] / base['samples/s']:.2f}")
+    print(
+        f"gradient checkpointing: memory x{ckpt['memory_mib'] / max(base['memory_mib'], 1e-9):.2f}, "
+        f"speed x{ckpt['samples/s'] / base['samples/s']:.2f}"
+    )
     if not _dsp_available():
         print("DSP variant skipped: videosys.dsp.parallelize is not available in this install")
 

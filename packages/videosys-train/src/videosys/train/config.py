@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 __all__ = [
     "CheckpointConfig",
     "ConfigError",
@@ -200,6 +198,8 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
         node = child
+    import yaml
+
     node[parts[-1]] = yaml.safe_load(value)
 
 
@@ -208,6 +208,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
 
     Relative data and output paths in the file are taken relative to the file's folder.
     """
+    import yaml
+
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)

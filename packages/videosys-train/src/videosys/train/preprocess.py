@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .config import ConfigError, load_config
 from .data import VideoCaptionDataset, make_shapes_dataset, sample_seed
@@ -35,6 +34,8 @@ def preprocess(config_path: str, out: Path, overrides: list[str] = ()) -> Path:
     dataset = VideoCaptionDataset(data.csv, data.num_frames, data.frame_interval, data.size)
     vae, text_encoder = build_vae(config.vae), build_text_encoder(config.text_encoder)
     (out / "latents").mkdir(parents=True, exist_ok=True)
+    from tqdm.auto import tqdm
+
     rows = []
     for index in tqdm(range(len(dataset)), desc="preprocess", unit="clip"):
         item = dataset[(index, sample_seed(config.seed, 0, index))]

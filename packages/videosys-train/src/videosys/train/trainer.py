@@ -85,6 +85,17 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def _adamw(model: torch.nn.Module, config: TrainConfig, hybrid: bool) -> torch.optim.Optimizer:
+    """AdamW; ColossalAI's HybridAdam (its fused CUDA/CPU kernels, which Gemini requires) for the ZeRO plugins."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = config.optim
+    if hybrid:
+        from colossalai.nn.optimizer import HybridAdam
+
+        return HybridAdam(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+
+
 def _warmup(steps: int):
     return lambda step: min(1.0, (step + 1) / steps) if steps > 0 else 1.0
 
@@ -149,13 +160,7 @@ class Trainer:
         self.tokens_per_sample = 0
         model.blocks[0].register_forward_pre_hook(self._count_tokens)
         self.ema = EMA(model, c.ema.decay, c.ema.exclude) if c.ema.enabled else None
-        optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad],
-            lr=c.optim.lr,
-            betas=tuple(c.optim.betas),
-            eps=c.optim.eps,
-            weight_decay=c.optim.weight_decay,
-        )
+        optimizer = _adamw(model, c, hybrid=c.parallel.plugin in ("gemini", "low_level_zero"))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(c.optim.warmup_steps))
         self.plugin_clips = c.parallel.plugin in ("hybrid", "low_level_zero", "gemini")
         plugin = make_plugin(
@@ -189,13 +194,17 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def train_step(self, batch: dict[str, Any]) -> float:
-        """One optimizer step; returns the loss averaged over all ranks."""
+    def forward_backward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """This rank's loss on ``batch``, with its gradients averaged over all ranks (DDP)."""
         x0, text, mask = self._inputs(batch)
         with self._autocast():
             terms = self.objective(lambda xt, t: self.model(xt, t, text, mask), x0, batch["seed"])
             loss = terms.loss.mean()
         self.booster.backward(loss, self.optimizer)
+        return loss.detach()
+
+    def optimizer_step(self) -> None:
+        """Clip, step, advance the LR schedule and the EMA."""
         if self.config.optim.grad_clip and not self.plugin_clips:
             self.optimizer.clip_grad_by_norm(self.config.optim.grad_clip)
         self.optimizer.step()
@@ -203,9 +212,17 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.unwrapped)
-        reduced = loss.detach().float().clone()
-        dist.all_reduce(reduced)
-        return reduced.item() / dist.get_world_size()
+
+    def train_step(self, batch: dict[str, Any]) -> float:
+        """One optimizer step; returns the loss averaged over all ranks.
+
+        Sequence-parallel ranks compute the same loss from the gathered output; DSP's collectives make
+        the average of their gradients the full gradient, so one DDP average over every rank is right.
+        """
+        loss = self.forward_backward(batch).float().clone()
+        self.optimizer_step()
+        dist.all_reduce(loss)
+        return loss.item() / dist.get_world_size()
 
     # --- checkpoints -------------------------------------------------------------------------
     def save(self, epoch: int, step_in_epoch: int, global_step: int) -> Path:
@@ -260,7 +277,7 @@ class Trainer:
         return states["epoch"], states["step_in_epoch"], states["global_step"]
 
     # --- the loop ----------------------------------------------------------------------------
-    def _batches(self, epoch: int, step: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    def batches(self, epoch: int, step: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
         """``(epoch, step_in_epoch after this batch, batch)`` forever, from the given position."""
         while True:
             self.sampler.set_position(epoch, step)
@@ -295,7 +312,7 @@ class Trainer:
         writer = self._tensorboard()
         bar = _progress(c.train.steps, global_step, self.is_main)
         samples_per_step = c.train.batch_size * self.mesh.dp_size
-        batches = self._batches(epoch, step_in_epoch)
+        batches = self.batches(epoch, step_in_epoch)
         self.model.train()
         while global_step < c.train.steps:
             start = time.perf_counter()
