@@ -4,7 +4,8 @@ and gradient checkpointing off vs on with the memory peak.
     python benchmarks/train_throughput.py [--steps 8] [--frames 16] [--size 32] [--width 128]
 
 Each variant runs the real trainer (``videosys.train.Trainer``, TorchDDPPlugin) in fresh processes on the
-synthetic shapes data and reports the median of the steps after the first two. Memory: on CUDA the
+synthetic shapes data and reports the median of the steps after the first two. On CPU every rank
+runs one thread (as one GPU per rank), so "2 ranks" has twice the compute of "1 rank". Memory: on CUDA the
 allocator's peak; on CPU the growth of the process's peak RSS over its RSS before training.
 Needs ColossalAI (see packages/videosys-train/README.md).
 """
@@ -38,7 +39,7 @@ def _rss_mib() -> float:
 def _worker(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     os.environ["LOCAL_RANK"] = str(rank)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    torch.set_num_threads(1)  # one core per rank, like one GPU per rank: 2 ranks get twice the compute
     from videosys.train.cli import TINY_CONFIG
     from videosys.train.config import load_config
     from videosys.train.trainer import Trainer

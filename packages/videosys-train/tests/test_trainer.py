@@ -146,3 +146,23 @@ def test_two_data_parallel_ranks_equal_one_rank_with_the_doubled_batch(tiny, tmp
     # rescales the leftover rounding noise (which differs between the two reductions) to lr-sized steps.
     two_weights = torch.load(model_file, map_location="cpu", weights_only=True)
     _assert_same_weights(two_weights, one_weights, atol=1e-5, skip=("to_k.bias",))
+
+
+def test_cli_trains_the_tiny_config_in_one_process(tmp_path, monkeypatch, capsys):
+    from videosys.train.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    small = [
+        "data.synthetic.num_videos=4",
+        "data.synthetic.size=8",
+        "data.synthetic.frames=8",
+        "data.size=8",
+        "data.num_frames=4",
+        "train.steps=2",
+        "train.batch_size=2",
+        "model.kwargs={hidden_size: 32, depth: 1}",
+    ]
+    assert main(["--tiny", "-o", *small]) == 0
+    assert "trained to step 2" in capsys.readouterr().out
+    assert latest_checkpoint(tmp_path / "outputs" / "tiny" / "checkpoints").name == "epoch0-global_step2"
+    assert len(_metrics(tmp_path / "outputs" / "tiny")) == 2

@@ -37,11 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     if (args.config is None) == (not args.tiny):
         _parser().error("give either a CONFIG file or --tiny")
     try:
-        with resources.as_file(TINY_CONFIG) as tiny:
-            config = load_config(Path(args.config) if args.config else tiny, args.override)
-        if args.tiny and not any(o.startswith("output_dir=") for o in args.override):
-            config.output_dir = "outputs/tiny"
-            config.data.csv = "outputs/tiny/data/data.csv"
+        if args.tiny:  # outputs and generated data under the working directory, unless overridden
+            defaults = ["output_dir=outputs/tiny", "data.csv=outputs/tiny/data/data.csv"]
+            with resources.as_file(TINY_CONFIG) as tiny:
+                config = load_config(tiny, [*defaults, *args.override])
+        else:
+            config = load_config(Path(args.config), args.override)
         from .trainer import Trainer
 
         result = Trainer(config).fit(args.resume)

@@ -203,10 +203,19 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = yaml.safe_load(value)
 
 
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the file's relative paths relative to the file's folder (overrides stay relative to the cwd)."""
+    for section, key in ((None, "output_dir"), ("data", "csv"), ("checkpoint", "dir")):
+        node = raw if section is None else raw.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str) and not os.path.isabs(node[key]):
+            node[key] = str(base / node[key])
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML config (or start from the defaults), apply ``key=value`` overrides, build the dataclasses.
 
-    Relative data and output paths in the file are taken relative to the file's folder.
+    Relative paths in the file are taken relative to the file's folder; those in overrides, relative to
+    the working directory.
     """
     import yaml
 
@@ -216,18 +225,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         if not path.is_file():
             raise ConfigError(f"no config file at {path}")
         raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of config sections, got {type(raw).__name__}")
+        _resolve_paths(raw, path.parent)
     for override in overrides:
         apply_override(raw, override)
     config = _build(TrainConfig, raw, "")
     if isinstance(config.optim.betas, list):
         config.optim.betas = tuple(config.optim.betas)
-    if path is not None:
-        base = path.parent
-        config.output_dir = str(base / config.output_dir)
-        if config.data.csv:
-            config.data.csv = str(base / config.data.csv)
-        if config.checkpoint.dir:
-            config.checkpoint.dir = str(base / config.checkpoint.dir)
     return config
 
 
@@ -281,6 +286,11 @@ def validate(config: TrainConfig, world_size: int, device: str) -> None:
             f"data path {data.csv} does not exist; point data.csv at a path,caption CSV "
             "(or add a data.synthetic section to generate the shapes data set there)",
         )
+    _check(
+        not (config.ema.enabled and config.parallel.plugin == "gemini"),
+        "ema.enabled with plugin 'gemini': Gemini (ZeRO-3) shards the parameters, so no rank holds whole weights "
+        "to average; use plugin low_level_zero (ZeRO-2) or set ema.enabled=false",
+    )
     if sp > 1:
         try:
             from videosys.dsp import parallelize  # noqa: F401

@@ -27,20 +27,26 @@ def import_colossalai() -> Any:
 
 @dataclass(frozen=True)
 class PluginSpec:
-    """A Booster plugin: its class name, whether it runs on CPU, and how its checkpoints are written."""
+    """A Booster plugin: its class, where it runs, and what it takes over from the training loop."""
 
     class_name: str
     cpu: bool
+    """Runs on CPU (gloo); the others need CUDA."""
     sharded_checkpoint: bool
+    """Model and optimizer are saved as folders of shards (else single files)."""
+    owns_precision: bool
+    """Takes ``precision`` and ``max_norm`` itself (else the trainer autocasts and clips)."""
+    zero: bool
+    """Shards optimizer states; uses ColossalAI's HybridAdam."""
     note: str
 
 
 PLUGINS: dict[str, PluginSpec] = {
-    "torch_ddp": PluginSpec("TorchDDPPlugin", True, False, "PyTorch DDP; fp32 or autocast bf16 on CPU"),
-    "hybrid": PluginSpec("HybridParallelPlugin", True, True, "tp_size=1, pp_size=1, zero_stage=0 unless overridden"),
-    "low_level_zero": PluginSpec("LowLevelZeroPlugin", False, True, "ZeRO-1/2 (stage=2 by default); needs CUDA"),
-    "gemini": PluginSpec("GeminiPlugin", False, True, "ZeRO-3 with CPU offload; needs CUDA (its Adam kernel)"),
-    "torch_fsdp": PluginSpec("TorchFSDPPlugin", False, False, "PyTorch FSDP; needs CUDA"),
+    "torch_ddp": PluginSpec("TorchDDPPlugin", True, False, False, False, "PyTorch DDP; fp32 or autocast bf16 on CPU"),
+    "hybrid": PluginSpec("HybridParallelPlugin", True, True, True, False, "tp_size=1, pp_size=1, zero_stage=0"),
+    "low_level_zero": PluginSpec("LowLevelZeroPlugin", False, True, True, True, "ZeRO-2 (stage=2); needs CUDA"),
+    "gemini": PluginSpec("GeminiPlugin", False, True, True, True, "ZeRO-3 with offload; needs CUDA (its Adam kernel)"),
+    "torch_fsdp": PluginSpec("TorchFSDPPlugin", False, False, False, False, "PyTorch FSDP; needs CUDA"),
 }
 
 

@@ -160,16 +160,17 @@ class Trainer:
         self.tokens_per_sample = 0
         model.blocks[0].register_forward_pre_hook(self._count_tokens)
         self.ema = EMA(model, c.ema.decay, c.ema.exclude) if c.ema.enabled else None
-        optimizer = _adamw(model, c, hybrid=c.parallel.plugin in ("gemini", "low_level_zero"))
+        spec = PLUGINS[c.parallel.plugin]
+        optimizer = _adamw(model, c, hybrid=spec.zero)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(c.optim.warmup_steps))
-        self.plugin_clips = c.parallel.plugin in ("hybrid", "low_level_zero", "gemini")
+        self.plugin_clips = spec.owns_precision
         plugin = make_plugin(
             c.parallel.plugin, c.train.precision, self.device.type, c.optim.grad_clip, **c.parallel.plugin_kwargs
         )
-        # Plugins that own precision get it above; for DDP/FSDP bf16 is autocast (ColossalAI's "bf16" Booster
+        # Plugins that own precision got it above; for DDP/FSDP bf16 is autocast (ColossalAI's "bf16" Booster
         # precision is an empty stub) and fp16 is the Booster's autocast + grad scaler.
-        self.autocast_bf16 = c.train.precision == "bf16" and c.parallel.plugin in ("torch_ddp", "torch_fsdp")
-        booster_fp16 = c.train.precision == "fp16" and c.parallel.plugin in ("torch_ddp", "torch_fsdp")
+        self.autocast_bf16 = c.train.precision == "bf16" and not spec.owns_precision
+        booster_fp16 = c.train.precision == "fp16" and not spec.owns_precision
         self.booster = Booster(plugin=plugin, mixed_precision="fp16" if booster_fp16 else None)
         self.model, self.optimizer, _, _, self.scheduler = self.booster.boost(model, optimizer, lr_scheduler=scheduler)
 
