@@ -81,9 +81,9 @@ def train(session: nox.Session) -> None:
     """videosys-train on ColossalAI, installed as its README tells a user with a current torch.
 
     ColossalAI 0.5.0 declares ``torch<=2.5.1``: it goes in with ``--no-deps`` after torch, and the
-    ``[colossalai]`` extra brings what it imports, at its pins.
+    ``[colossalai]`` extra brings what it imports, at its pins; diffusers (at ColossalAI's pin) for the VAE tests.
     """
-    install(session, pkg("core", "test"), pkg("dsp"), pkg("train", "colossalai,test"))
+    install(session, pkg("core", "test"), pkg("dsp"), pkg("train", "colossalai,test"), "diffusers==0.29.0")
     session.install("--no-deps", COLOSSALAI)
     session.run(*PYTEST, "packages/videosys-train/tests", *session.posargs)
 
