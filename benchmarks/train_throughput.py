@@ -86,6 +86,13 @@ def _dsp_available() -> bool:
 
 
 def main() -> None:
+    try:
+        from videosys.train.plugins import import_colossalai
+
+        import_colossalai()
+    except ImportError as err:  # e.g. the `gpu` nox session, which runs every benchmark without videosys-train
+        print(f"train_throughput: skipped ({err})")
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--frames", type=int, default=16)
@@ -120,10 +127,13 @@ def main() -> None:
         if _dsp_available():
             variants["2 ranks DSP sp=2 (gloo)"] = (2, ["parallel.sp_size=2"])
         variants["1 rank, grad ckpt"] = (1, ["train.gradient_checkpointing=true"])
-        results = {
-            name: run_variant(root, name.replace(" ", "_"), world, common + extra)
-            for name, (world, extra) in variants.items()
-        }
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else None
+        results = {}
+        for name, (world, extra) in variants.items():
+            if gpus is not None and world > gpus:
+                print(f"{name}: skipped, needs {world} GPUs (one per rank), this machine has {gpus}")
+                continue
+            results[name] = run_variant(root, name.replace(" ", "_"), world, common + extra)
     base = results["1 rank"]
     print(f"{'variant':28s} {'samples/s':>10s} {'tokens/s':>10s} {'x 1 rank':>9s} {'mem MiB':>9s}")
     for name, r in results.items():
