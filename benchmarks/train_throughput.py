@@ -1,7 +1,7 @@
 """Training throughput of a small Latte-shaped model: 1 rank vs 2 data-parallel gloo ranks vs 2 DSP ranks,
 and gradient checkpointing off vs on with the memory peak.
 
-    python benchmarks/train_throughput.py [--steps 8] [--frames 16] [--size 32] [--width 128]
+    python benchmarks/train_throughput.py [--steps 8] [--frames 16] [--size 32] [--width 128] [--repeats 1]
 
 Each variant runs the real trainer (``videosys.train.Trainer``, TorchDDPPlugin) in fresh processes on the
 synthetic shapes data and reports the median of the steps after the first two. On CPU every rank
@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--batch", type=int, default=2, help="per data-parallel rank")
+    parser.add_argument("--repeats", type=int, default=1, help="run the variants this many times, keep the best")
     args = parser.parse_args()
     common = [
         f"train.steps={args.steps}",
@@ -129,11 +130,15 @@ def main() -> None:
         variants["1 rank, grad ckpt"] = (1, ["train.gradient_checkpointing=true"])
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else None
         results = {}
-        for name, (world, extra) in variants.items():
-            if gpus is not None and world > gpus:
-                print(f"{name}: skipped, needs {world} GPUs (one per rank), this machine has {gpus}")
-                continue
-            results[name] = run_variant(root, name.replace(" ", "_"), world, common + extra)
+        for repeat in range(args.repeats):  # interleaved, best of each: other load on the machine shifts less
+            for name, (world, extra) in variants.items():
+                if gpus is not None and world > gpus:
+                    if repeat == 0:
+                        print(f"{name}: skipped, needs {world} GPUs (one per rank), this machine has {gpus}")
+                    continue
+                run = run_variant(root, f"{name.replace(' ', '_')}_{repeat}", world, common + extra)
+                best = results.get(name)
+                results[name] = run if best is None or run["samples/s"] > best["samples/s"] else best
     base = results["1 rank"]
     print(f"{'variant':28s} {'samples/s':>10s} {'tokens/s':>10s} {'x 1 rank':>9s} {'mem MiB':>9s}")
     for name, r in results.items():
