@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -44,11 +45,22 @@ def test_mesh_layout_groups_neighbouring_ranks_for_sp(rank, dp_rank, sp_rank):
     assert (mesh.dp_size, mesh.dp_rank, mesh.sp_rank) == (3, dp_rank, sp_rank)
 
 
-@pytest.mark.skipif(
+needs_dsp = pytest.mark.skipif(
     not _has_dsp(),
     reason="videosys-dsp's parallelize() is not in this checkout yet (it lands from the dsp branch); "
     "the trainer already calls it for parallel.sp_size > 1",
 )
+
+
+def _torchrun(*args: str) -> None:
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={_free_port()}"]
+    done = subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@needs_dsp
 def test_two_sp_ranks_on_one_sample_give_the_single_rank_gradients(tiny, tmp_path):
     from videosys.train.trainer import Trainer
 
@@ -83,3 +95,19 @@ def test_two_sp_ranks_on_one_sample_give_the_single_rank_gradients(tiny, tmp_pat
         assert got["grads"].keys() == expected.keys()
         for name, grad in expected.items():
             torch.testing.assert_close(got["grads"][name], grad, rtol=0, atol=1e-5, msg=name)
+
+
+@needs_dsp
+def test_sequence_parallel_training_and_resume_follow_the_single_rank_trajectory(tiny, tmp_path):
+    """The CLI under torchrun with sp_size=2: 4 steps (saved at 2 and 4), then 2 more resumed from step 4."""
+    from videosys.train.trainer import Trainer
+
+    one = Trainer(tiny(tmp_path / "one", "train.steps=6", "checkpoint.every=4")).fit()
+    config = tiny(tmp_path / "sp", "parallel.sp_size=2")
+    config_file = tmp_path / "sp.yaml"
+    config_file.write_text(yaml.safe_dump(config.to_dict()))
+    _torchrun("-m", "videosys.train.cli", str(config_file))
+    _torchrun("-m", "videosys.train.cli", str(config_file), "-o", "train.steps=6", "--resume", "latest")
+    records = [json.loads(line) for line in (Path(config.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    torch.testing.assert_close([r["loss"] for r in records], one.losses, rtol=1e-5, atol=0)
