@@ -151,5 +151,5 @@ def gpu(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The README's main command: the most complete end-to-end run that exists."""
-    install(session, pkg("core", "io"))
-    session.run("python", "examples/custom_model.py", *session.posargs)
+    install(session, pkg("core", "io"), pkg("pab"))
+    session.run("python", "examples/custom_model.py", *(session.posargs or ["--pab"]))
