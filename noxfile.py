@@ -73,17 +73,45 @@ def models(session: nox.Session) -> None:
     session.run(*PYTEST, "packages/videosys-models/tests", *session.posargs)
 
 
+COLOSSALAI = "colossalai==0.5.0"
+
+
+def install_colossalai(session: nox.Session) -> None:
+    """ColossalAI without its dependencies (its ``torch<=2.5.1`` pin would replace ours): see the train README."""
+    session.install("--no-deps", COLOSSALAI)
+
+
 @nox.session
 def train(session: nox.Session) -> None:
-    """videosys-train."""
-    install(session, pkg("core", "test"), pkg("dsp"), pkg("train", "test"))
+    """videosys-train on ColossalAI, installed as its README tells a user with a current torch.
+
+    ColossalAI 0.5.0 declares ``torch<=2.5.1``: it goes in with ``--no-deps`` after torch, and the
+    ``[colossalai]`` extra brings what it imports, at its pins; diffusers (at ColossalAI's pin) for the VAE tests.
+    """
+    install(session, pkg("core", "test"), pkg("dsp"), pkg("train", "colossalai,test"), "diffusers==0.29.0")
+    install_colossalai(session)
     session.run(*PYTEST, "packages/videosys-train/tests", *session.posargs)
+
+
+@nox.session
+def train_gpu(session: nox.Session) -> None:
+    """videosys-train's GPU-only plugins (ZeRO, Gemini, FSDP) and precisions, and its throughput benchmark.
+
+    Separate from ``gpu``: ColossalAI's pins (transformers 4.51.3, diffusers 0.29.0) clash with videosys-models'.
+    """
+    if shutil.which("nvidia-smi") is None:
+        session.skip("no CUDA GPU here (nvidia-smi not found): the train_gpu session runs only on CUDA machines")
+    install(session, pkg("core", "test"), pkg("dsp"), pkg("train", "colossalai,test"), "diffusers==0.29.0")
+    install_colossalai(session)
+    session.run("pytest", "-q", "-m", "gpu", "packages/videosys-train/tests", *session.posargs)
+    session.run("python", str(ROOT / "benchmarks" / "train_throughput.py"))
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
     """Sphinx HTML docs with warnings as errors."""
     install(session, pkg("core", "io"), pkg("dsp"), pkg("pab"), pkg("models"), "sphinx>=7")
+    session.install("--no-deps", pkg("train"))  # its API only: ColossalAI is mocked in docs/conf.py
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", str(ROOT / "docs" / "_build" / "html"))
 
 
@@ -123,5 +151,5 @@ def gpu(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The README's main command: the most complete end-to-end run that exists."""
-    install(session, pkg("core", "io"))
-    session.run("python", "examples/custom_model.py", *session.posargs)
+    install(session, pkg("core", "io"), pkg("pab"))
+    session.run("python", "examples/custom_model.py", *(session.posargs or ["--pab"]))

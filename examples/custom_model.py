@@ -1,9 +1,10 @@
 """A user's own video DiT on the VideoSys core interfaces, sampled end to end into a GIF.
 
-    python examples/custom_model.py --out outputs/custom_model.gif
+    python examples/custom_model.py --out outputs/custom_model.gif [--pab]
 
-The model is randomly initialised (no download): this shows the interfaces and the sampling-step
-context, not a trained generator.
+The model is randomly initialised (no download): this shows the interfaces, the sampling-step
+context and, with ``--pab`` (needs videosys-pab), Pyramid Attention Broadcast applied to a model
+VideoSys has never seen.
 """
 
 from __future__ import annotations
@@ -70,11 +71,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pab", action="store_true", help="reuse attention: spatial every 2, temporal every 4 steps")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     model = MyVideoDiT().eval()
     check_backbone(model)
+    if args.pab:
+        from videosys.pab import Broadcast, PABConfig, enable, stats
+
+        enable(model, PABConfig(spatial=Broadcast(2, window=(100, 950)), temporal=Broadcast(4, window=(100, 950))))
     latents = sample(model, args.frames, args.size, args.steps, args.seed)
+    if args.pab:
+        print("PAB calls per kind:", stats(model))
     video = torch.tanh(latents[0, :3])  # show three latent channels as RGB
     path = save_video(to_uint8_frames(video), args.out, fps=8)
     print(f"sampled {args.frames} frames of {args.size}x{args.size} in {args.steps} steps -> {path}")

@@ -21,6 +21,12 @@ def test_gif_round_trip_is_exact_for_a_small_palette(tmp_path):
     np.testing.assert_array_equal(loaded, video)
 
 
+def test_gif_keeps_identical_consecutive_frames(tmp_path):
+    video = np.repeat(moving_square(frames=3), [1, 3, 2], axis=0)  # 6 frames, runs of equal ones
+    loaded = load_video(save_video(video, tmp_path / "still.gif", fps=24))
+    np.testing.assert_array_equal(loaded, video)
+
+
 def test_mp4_round_trip_keeps_frames_and_size_with_small_error(tmp_path):
     video = moving_square(frames=8, size=64)
     path = save_video(torch.from_numpy(video), tmp_path / "sub" / "clip.mp4", fps=8)

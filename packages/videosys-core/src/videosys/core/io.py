@@ -17,6 +17,10 @@ import torch
 __all__ = ["load_video", "save_video", "to_uint8_frames"]
 
 _FORMATS = (".mp4", ".gif")
+# GIF stores frame durations in centiseconds and Pillow merges identical consecutive frames into one
+# longer frame. save_video records its per-frame duration in the file's comment so load_video can
+# expand merged frames back exactly.
+_GIF_COMMENT = "videosys frame duration ms="
 
 
 def _imageio() -> Any:
@@ -78,7 +82,8 @@ def save_video(frames: np.ndarray | torch.Tensor, path: str | os.PathLike, fps: 
             output_params=["-pix_fmt", "yuv420p", "-crf", "18"],
         )
     else:
-        iio.imwrite(path, frames, plugin="pillow", duration=1000.0 / fps, loop=0)
+        frame_ms = 10 * max(2, round(100 / fps))  # a whole number of centiseconds, as GIF stores it
+        iio.imwrite(path, frames, plugin="pillow", duration=frame_ms, loop=0, comment=f"{_GIF_COMMENT}{frame_ms}")
     return path
 
 
@@ -88,13 +93,27 @@ def load_video(path: str | os.PathLike, frame_indices: Sequence[int] | None = No
     suffix = _suffix(path)
     if not path.is_file():
         raise FileNotFoundError(f"no video file at {path}")
-    iio = _imageio()
-    plugin = "FFMPEG" if suffix == ".mp4" else "pillow"
-    kwargs = {"mode": "RGB"} if suffix == ".gif" else {}
-    frames = np.stack([np.asarray(f)[..., :3] for f in iio.imiter(path, plugin=plugin, **kwargs)])
+    if suffix == ".gif":
+        frames = _read_gif(path)
+    else:
+        frames = np.stack([np.asarray(f)[..., :3] for f in _imageio().imiter(path, plugin="FFMPEG")])
     if frame_indices is None:
         return frames
     bad = [i for i in frame_indices if not 0 <= i < len(frames)]
     if bad:
         raise IndexError(f"frame indices {bad} are outside the {len(frames)} frames of {path}")
     return frames[list(frame_indices)]
+
+
+def _read_gif(path: Path) -> np.ndarray:
+    """GIF frames as RGB; frames Pillow merged on writing are repeated back (files written by save_video)."""
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as gif:
+        comment = gif.info.get("comment", b"").decode("ascii", "replace")
+        frame_ms = int(comment.removeprefix(_GIF_COMMENT)) if comment.startswith(_GIF_COMMENT) else None
+        frames = []
+        for frame in ImageSequence.Iterator(gif):
+            repeats = max(1, round(frame.info.get("duration", 0) / frame_ms)) if frame_ms else 1
+            frames.extend([np.asarray(frame.convert("RGB"))] * repeats)
+    return np.stack(frames)

@@ -52,10 +52,19 @@ class PABDefaults:
     def to_pab_config(self) -> Any:
         """A ``videosys.pab.PABConfig`` with these settings; needs ``pip install videosys-pab``."""
         try:
-            from videosys.pab import PABConfig
+            from videosys.pab import Broadcast, PABConfig
+            from videosys.pab import MLPReuse as PABMLPReuse
         except ImportError as err:
             raise ImportError("Pyramid Attention Broadcast needs videosys-pab: pip install videosys-pab") from err
-        return PABConfig(**self.as_dict())
+        kinds = {
+            name: Broadcast(rule.interval, window=rule.window)
+            for name in ("spatial", "temporal", "cross", "full")
+            if (rule := getattr(self, name)) is not None
+        }
+        mlp = None
+        if self.mlp is not None:
+            mlp = PABMLPReuse(self.mlp.layers, at=self.mlp.points, steps=self.mlp.reuse_steps, unit="fraction")
+        return PABConfig(**kinds, mlp=mlp)
 
 
 def _latte_mlp_points(timesteps: tuple[int, ...], num_steps: int = 50, spacing: int = 20) -> tuple[float, ...]:

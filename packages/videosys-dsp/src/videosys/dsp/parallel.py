@@ -1,0 +1,319 @@
+"""Put a backbone's tokens on a sequence-parallel group: :func:`parallelize` and :func:`deparallelize`.
+
+Between ``embed`` and ``head`` every rank holds a slice of the *resting* axis (``S`` by default) of the
+``(B, T, S, C)`` tokens; ``embed``'s output is split and ``head``'s input gathered. Each self-attention
+is then run according to the mode:
+
+============================  ==================  =========================  =======================
+attention over                ``"dsp"``           ``"ulysses"``              ``"ulysses-resting"``
+============================  ==================  =========================  =======================
+the other axis                local, no comm      Ulysses                    local, no comm
+the resting axis              switch in / out     Ulysses                    Ulysses
+``FULL`` (``T * S``)          Ulysses             Ulysses                    Ulysses
+============================  ==================  =========================  =======================
+
+- *switch in / out* (DSP): one all-to-all shards the other axis instead, so the attended axis is whole;
+  the attention module runs unchanged (projections included); one all-to-all switches back. Both sit
+  inside the attention module, hence inside its :class:`~videosys.core.Branch`: when attention caching
+  reuses the branch, the switches are skipped too. ``2 M/N`` per wrapped attention.
+- *Ulysses*: around ``mix`` only, q, k and v are exchanged sequence <-> heads (each rank gets the whole
+  sequence for ``H/N`` heads), and the output back: ``4 M/N`` per attention; needs ``H % N == 0``.
+  ``"ulysses"`` is the baseline xDiT and diffusers apply; ``"ulysses-resting"`` with the spatial resting
+  axis is Open-Sora 1.2's own scheme.
+
+Cross-attention, MLPs, norms and modulation are token-wise and run on the local slice. Position tables
+(:class:`~videosys.core.layers.AxisEmbedding`) along the resting axis used inside the blocks get the
+slice's global offset. Padding added when an axis does not divide by ``N`` never takes part in an
+attention: it is trimmed before and restored after. A self-attention mask (boolean, True = attend)
+describes the whole video, broadcastable to its ``(B, T, S)`` as without parallelism; each attention
+takes the slice its tokens need.
+
+The wrapping patches instance attributes (``embed``, ``head``, an attention's ``forward`` or ``mix``, an
+axis embedding's ``forward``): the modules, their types and parameter names stay the same, so
+checkpoints load and save identically with or without sequence parallelism.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from videosys.core import AttentionAxis, Conditioning, STBackbone, check_backbone, check_video_tokens
+from videosys.core.layers import AxisEmbedding
+
+from .collectives import ProcessGroup, gather, resolve_group, split, switch
+
+__all__ = [
+    "MODES",
+    "Mode",
+    "SequenceParallel",
+    "average_gradients",
+    "deparallelize",
+    "parallelize",
+    "sequence_parallel",
+]
+
+Mode = Literal["dsp", "ulysses", "ulysses-resting"]
+MODES: tuple[str, ...] = ("dsp", "ulysses", "ulysses-resting")
+
+_STATE_ATTR = "_videosys_sequence_parallel"
+_TOKEN_DIM = {AttentionAxis.TEMPORAL: 1, AttentionAxis.SPATIAL: 2}
+_HEAD_DIM = 3  # heads in the (B, T, S, H, D) query/key/value layout
+
+
+@dataclass
+class SequenceParallel:
+    """How a parallelized backbone is sharded, and the unpadded length of the current forward's resting axis."""
+
+    group: ProcessGroup
+    ranks: int
+    rank: int
+    resting_axis: AttentionAxis
+    mode: str
+    pad: bool
+    length: int | None = None
+    """Unpadded length of the resting axis, recorded by ``embed`` (kept for recomputation in backward)."""
+    in_blocks: bool = False
+    """True between the split and the gather (and after, until the next ``embed``)."""
+    patched: list[tuple[object, str]] = field(default_factory=list)
+
+    @property
+    def dim(self) -> int:
+        """The resting axis' dim in ``(B, T, S, ...)``."""
+        return _TOKEN_DIM[self.resting_axis]
+
+    @property
+    def other_dim(self) -> int:
+        return 3 - self.dim
+
+    def __deepcopy__(self, memo: dict) -> SequenceParallel:
+        """A copied model shares the process group and patches its own copied modules."""
+        copied = copy.copy(self)
+        memo[id(self)] = copied
+        copied.patched = copy.deepcopy(self.patched, memo)
+        return copied
+
+    def resting_length(self) -> int:
+        if self.length is None:
+            raise RuntimeError("the sharded blocks ran before embed(): call the backbone's forward, not its blocks")
+        return self.length
+
+
+def sequence_parallel(model: nn.Module) -> SequenceParallel | None:
+    """The sharding of a model :func:`parallelize` has wrapped, or None."""
+    return getattr(model, _STATE_ATTR, None)
+
+
+def parallelize(
+    model: STBackbone,
+    group: ProcessGroup | None = None,
+    *,
+    resting_axis: AttentionAxis | str = AttentionAxis.SPATIAL,
+    mode: Mode = "dsp",
+    pad: bool = True,
+) -> STBackbone:
+    """Shard ``model``'s tokens over ``group`` (default: WORLD) along ``resting_axis``; returns ``model``.
+
+    ``mode`` picks how self-attention runs (see the module docs). ``pad=False`` raises instead of
+    padding an axis whose length does not divide by the group size. Every rank must call it on the same
+    model with the same arguments, and then feed every forward the same inputs.
+    """
+    check_backbone(model)
+    if sequence_parallel(model) is not None:
+        raise RuntimeError(f"{type(model).__name__} is already parallelized; call deparallelize(model) first")
+    if mode not in MODES:
+        raise ValueError(f"unknown sequence-parallel mode {mode!r}; expected one of {', '.join(map(repr, MODES))}")
+    resting = AttentionAxis.parse(resting_axis)
+    if resting not in _TOKEN_DIM:
+        raise ValueError(f"the resting (sharded) axis must be 'spatial' or 'temporal', got {resting.value!r}")
+    group = resolve_group(group)
+    state = SequenceParallel(group, dist.get_world_size(group), dist.get_rank(group), resting, mode, pad)
+
+    plans = []
+    for i, block in enumerate(model.blocks):
+        attention = block.attn.inner
+        plan = _plan(attention.axis, resting, mode)
+        where = f"{type(model).__name__}.blocks[{i}].attn.inner"
+        if plan == "ulysses" and attention.num_heads % state.ranks:
+            raise ValueError(
+                f"{where} ({attention.axis.value} attention) has {attention.num_heads} heads, which do not divide "
+                f"by the {state.ranks} ranks of the group: Ulysses (used by mode {mode!r} for this attention"
+                f"{', and for FULL attention in every mode' if attention.axis is AttentionAxis.FULL else ''}) "
+                f"gives each rank heads/N heads; use a group size that divides {attention.num_heads}"
+            )
+        plans.append((attention, plan))
+
+    _patch(state, model, "embed", _sharded_embed)
+    _patch(state, model, "head", _gathered_head)
+    for attention, plan in plans:
+        if plan == "switch":
+            _patch(state, attention, "forward", _switched_forward)
+        elif plan == "ulysses":
+            _patch(state, attention, "mix", _ulysses_mix)
+        else:
+            _patch(state, attention, "forward", _local_forward)
+    for module in model.modules():
+        if isinstance(module, AxisEmbedding) and module.axis is resting:
+            _patch(state, module, "forward", _offset_forward)
+    setattr(model, _STATE_ATTR, state)
+    return model
+
+
+def deparallelize(model: STBackbone) -> STBackbone:
+    """Undo :func:`parallelize`: the model runs whole on one rank again; returns ``model``."""
+    state = sequence_parallel(model)
+    if state is None:
+        raise ValueError(f"{type(model).__name__} is not parallelized (parallelize() was not called on it)")
+    for obj, name in reversed(state.patched):
+        delattr(obj, name)
+    delattr(model, _STATE_ATTR)
+    return model
+
+
+def average_gradients(model: nn.Module, group: ProcessGroup | None = None) -> None:
+    """Average every parameter gradient over ``group``: the single-process gradients, for training without DDP.
+
+    DDP (or a ColossalAI booster) over the same ranks already does this; see the gradient convention
+    in :mod:`videosys.dsp.collectives`.
+    """
+    group = resolve_group(group)
+    ranks = dist.get_world_size(group)
+    for param in model.parameters():
+        if param.grad is not None:
+            dist.all_reduce(param.grad, group=group)
+            param.grad.div_(ranks)
+
+
+def _plan(axis: AttentionAxis, resting: AttentionAxis, mode: str) -> str:
+    """``"local"``, ``"switch"`` or ``"ulysses"`` for an attention over ``axis``."""
+    if axis is AttentionAxis.FULL:
+        return "ulysses"
+    if axis is resting:
+        return "switch" if mode == "dsp" else "ulysses"
+    return "ulysses" if mode == "ulysses" else "local"
+
+
+class _Override:
+    """An instance attribute standing in for a method: ``wrapper(state, method, *args)``.
+
+    ``method`` is the class's method bound to ``owner`` at call time (not captured), so a deep copy of
+    the model (an EMA copy, say) calls its own copied modules.
+    """
+
+    def __init__(self, owner: object, name: str, wrapper: Callable, state: SequenceParallel) -> None:
+        self.owner, self.name, self.wrapper, self.state = owner, name, wrapper, state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(type(self.owner), self.name).__get__(self.owner)
+        return self.wrapper(self.state, method, *args, **kwargs)
+
+
+def _patch(state: SequenceParallel, obj: object, name: str, wrapper: Callable) -> None:
+    if name in vars(obj):
+        raise RuntimeError(f"{type(obj).__name__}.{name} is already overridden on the instance; cannot wrap it")
+    setattr(obj, name, _Override(obj, name, wrapper, state))
+    state.patched.append((obj, name))
+
+
+def _local_mask(
+    state: SequenceParallel, mask: torch.Tensor | None, video: tuple[int, int, int], dim: int
+) -> torch.Tensor | None:
+    """This rank's slice, along ``dim``, of a mask given for the whole ``video`` ``(B, T, S)``.
+
+    Padding positions get True: a padded sequence must have a key to attend to (its output is dropped).
+    """
+    if mask is None or mask.dim() < 3 - dim or mask.shape[dim - 3] == 1:
+        return mask  # None, or broadcast along the sharded axis
+    try:
+        fits = mask.dtype == torch.bool and torch.broadcast_shapes(mask.shape, video) == video
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"under videosys.dsp an attention mask describes the whole video: a boolean tensor broadcastable to "
+            f"(B, T, S) = {video}, got {mask.dtype} of shape {tuple(mask.shape)}"
+        )
+    mask = mask.expand(video)
+    chunk = -(-video[dim] // state.ranks)
+    padding = list(video)
+    padding[dim] = chunk * state.ranks - video[dim]
+    mask = torch.cat([mask, mask.new_ones(padding)], dim=dim)
+    return mask.narrow(dim, state.rank * chunk, chunk)
+
+
+def _video_shape(state: SequenceParallel, x: torch.Tensor) -> tuple[int, int, int]:
+    """The whole video's ``(B, T, S)`` for a slice ``x`` sharded along the resting axis."""
+    shape = list(x.shape[:3])
+    shape[state.dim] = state.resting_length()
+    return tuple(shape)
+
+
+def _sharded_embed(
+    state: SequenceParallel, embed: Callable, *args: Any, **kwargs: Any
+) -> tuple[torch.Tensor, Conditioning]:
+    state.in_blocks = False
+    x, cond = embed(*args, **kwargs)
+    check_video_tokens(x, name="embed() output")
+    state.length = x.shape[state.dim]
+    x = split(x, state.dim, state.group, pad=state.pad)
+    state.in_blocks = True
+    return x, cond
+
+
+def _gathered_head(state: SequenceParallel, head: Callable, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    x = gather(x, state.dim, state.resting_length(), state.group)
+    state.in_blocks = False
+    try:
+        return head(x, cond)
+    finally:
+        state.in_blocks = True  # blocks recomputed in backward (gradient checkpointing) are sharded
+
+
+def _switched_forward(
+    state: SequenceParallel, forward: Callable, x: torch.Tensor, *, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    mask = _local_mask(state, mask, _video_shape(state, x), state.other_dim)
+    whole = switch(x, state.other_dim, state.dim, state.group, length=state.resting_length(), pad=state.pad)
+    out = forward(whole, mask=mask)
+    return switch(out, state.dim, state.other_dim, state.group, length=x.shape[state.other_dim], pad=state.pad)
+
+
+def _local_forward(
+    state: SequenceParallel, forward: Callable, x: torch.Tensor, *, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    return forward(x, mask=_local_mask(state, mask, _video_shape(state, x), state.dim))
+
+
+def _ulysses_mix(
+    state: SequenceParallel,
+    mix: Callable,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    length = state.resting_length()
+    q, k, v = (
+        switch(t, _HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v)
+    )
+    return switch(mix(q, k, v, mask), state.dim, _HEAD_DIM, state.group, kind="ulysses")  # both axes whole: mask as is
+
+
+def _offset_forward(state: SequenceParallel, forward: Callable, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    if not state.in_blocks:
+        return forward(x, offset)
+    local = x.shape[state.dim]
+    start = state.rank * local
+    real = max(0, min(local, state.resting_length() - start))  # the rest is padding
+    if real == local:
+        return forward(x, offset + start)
+    if real == 0:
+        return x
+    positions, padding = x.split([real, local - real], dim=state.dim)
+    return torch.cat([forward(positions, offset + start), padding], dim=state.dim)

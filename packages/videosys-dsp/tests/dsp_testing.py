@@ -1,0 +1,156 @@
+"""Spawn CPU ranks on gloo, and the tiny backbones the multi-rank tests compare against one process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from videosys.core import AdaLNBlock, AttentionAxis, Conditioning, STBackbone
+from videosys.core.layers import AxisEmbedding, FinalLayer, RotaryEmbedding, TimestepEmbedder
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+Check = tuple[str, Callable[..., None], tuple]
+
+
+def _entry(rank: int, world_size: int, port: int, checks: list[Check], out_dir: Path) -> None:
+    torch.set_num_threads(1)
+    init = f"tcp://127.0.0.1:{port}"
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
+    try:
+        with open(out_dir / f"rank{rank}.jsonl", "w") as log:
+            for name, fn, args in checks:
+                try:
+                    fn(*args)
+                except BaseException:
+                    log.write(json.dumps({"check": name, "error": traceback.format_exc()}) + "\n")
+                    raise  # ends the spawn: the other ranks may be waiting in a collective
+                log.write(json.dumps({"check": name, "error": None}) + "\n")
+                log.flush()
+    finally:
+        dist.destroy_process_group()
+
+
+def run_checks(world_size: int, checks: list[Check], out_dir: Path) -> dict[str, str | None]:
+    """Run ``checks`` in order on ``world_size`` spawned gloo ranks (one spawn for all: starting ranks is slow).
+
+    Returns, per check name, None when it passed on every rank, else the failing rank's traceback (or a
+    note that an earlier check's failure stopped the run).
+    """
+    try:
+        mp.spawn(_entry, args=(world_size, _free_port(), checks, out_dir), nprocs=world_size, join=True)
+    except mp.ProcessRaisedException:
+        pass  # the per-check logs below say which check failed and how
+    passed: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    for log in out_dir.glob("rank*.jsonl"):
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["error"] is None:
+                passed[entry["check"]] = passed.get(entry["check"], 0) + 1
+            else:
+                errors[entry["check"]] = f"{log.stem}: {entry['error']}"
+    stopped = f"not run: stopped by the failure of {', '.join(errors) or 'a rank that crashed'}"
+    results: dict[str, str | None] = {}
+    for name, _, _ in checks:
+        if name in errors:
+            results[name] = errors[name]
+        else:
+            results[name] = None if passed.get(name) == world_size else stopped
+    return results
+
+
+class PositionedBlock(AdaLNBlock):
+    """An adaLN block that first adds a position table along one axis (as Latte does before its temporal blocks)."""
+
+    def __init__(self, dim: int, heads: int, axis: str, positions: int, **kwargs: object) -> None:
+        super().__init__(dim, heads, axis, **kwargs)
+        self.pos = AxisEmbedding(torch.randn(positions, dim), AttentionAxis.parse(axis))
+
+    def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return super().forward(self.pos(x), cond)
+
+
+class MaskedBlock(AdaLNBlock):
+    """An adaLN block whose self-attention takes the whole video's key mask from ``cond.extras["mask"]``."""
+
+    def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation_params(cond)
+        x = x + self.attn(x, shift=shift_msa, scale=scale_msa, gate=gate_msa, mask=cond.extras["mask"])
+        return x + self.mlp(x, shift=shift_mlp, scale=scale_mlp, gate=gate_mlp)
+
+
+class TinyVideoDiT(STBackbone):
+    """STDiT-shaped: spatial (cross-attention, qk-norm) / temporal (RoPE) pairs, position tables on both axes.
+
+    ``full=True`` gives full 3-D attention blocks instead; ``masked=True`` spatial, temporal and full
+    blocks whose attention takes a key mask, passed to ``forward`` after the context. Inputs are tokens
+    ``(B, T, S, in_dim)``.
+    """
+
+    def __init__(
+        self,
+        dim: int = 32,
+        heads: int = 4,
+        in_dim: int = 4,
+        context_dim: int = 8,
+        max_len: int = 16,
+        full: bool = False,
+        masked: bool = False,
+    ) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(in_dim, dim)
+        self.spatial_pos = AxisEmbedding(torch.randn(max_len, dim), AttentionAxis.SPATIAL)
+        self.t_embedder = TimestepEmbedder(dim)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        cross = {"cross_attention": True, "context_dim": context_dim}
+        if masked:
+            blocks = [MaskedBlock(dim, heads, axis) for axis in ("spatial", "temporal", "full")]
+        elif full:
+            blocks = [AdaLNBlock(dim, heads, "full", **cross), AdaLNBlock(dim, heads, "full", qk_norm="rms")]
+        else:
+            rope = RotaryEmbedding(dim // heads)
+            blocks = [
+                AdaLNBlock(dim, heads, "spatial", qk_norm="rms", **cross),
+                PositionedBlock(dim, heads, "temporal", max_len, rope=rope),
+                PositionedBlock(dim, heads, "spatial", max_len, **cross),
+                AdaLNBlock(dim, heads, "temporal", rope=rope),
+            ]
+        self.blocks = nn.ModuleList(blocks)
+        self.final = FinalLayer(dim, in_dim)
+        for param in self.parameters():  # adaLN-zero style zeros would hide wrong gradients: randomise all
+            nn.init.normal_(param, std=0.2)
+
+    def embed(
+        self, tokens: torch.Tensor, t: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Conditioning]:
+        x = self.spatial_pos(self.proj_in(tokens))
+        t_emb = self.t_embedder(t)
+        return x, Conditioning(modulation=self.t_block(t_emb), context=context, extras={"t": t_emb, "mask": mask})
+
+    def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return self.final(x, cond.extras["t"])
+
+
+def tiny_inputs(batch: int, frames: int, tokens: int, seed: int = 0, in_dim: int = 4, context_dim: int = 8):
+    """Inputs identical on every rank (same seed): tokens, timesteps, text context."""
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(batch, frames, tokens, in_dim, generator=g),
+        torch.rand(batch, generator=g) * 1000,
+        torch.randn(batch, 3, context_dim, generator=g),
+    )

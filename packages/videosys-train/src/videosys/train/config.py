@@ -1,0 +1,300 @@
+"""Training configuration: dataclasses read from YAML, ``key=value`` overrides, checks before training.
+
+Every check that can fail without touching a model runs in :func:`validate`, so a bad config stops
+in seconds with a message naming the bad value and what would work, not after the first step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CheckpointConfig",
+    "ConfigError",
+    "DataConfig",
+    "EMAConfig",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "OptimConfig",
+    "ParallelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_override",
+    "load_config",
+    "validate",
+]
+
+
+class ConfigError(ValueError):
+    """A training config that cannot run, found before training starts."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny_latte"
+    """A registered model (``tiny_latte``) or ``"package.module:factory"`` returning an STBackbone."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EncoderConfig:
+    kind: str = "identity"
+    """VAE: ``identity`` (train in pixel space) or ``diffusers`` (an AutoencoderKL folder at ``path``).
+    Text: ``hash`` (the tiny bag-of-words encoder) or ``t5`` (a transformers folder at ``path``)."""
+    path: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SyntheticConfig:
+    num_videos: int = 32
+    frames: int = 16
+    size: int = 32
+
+
+@dataclass
+class DataConfig:
+    csv: str | None = None
+    """``path,caption`` rows (videos or images), or ``latent,caption`` rows with ``precomputed``."""
+    precomputed: bool = False
+    num_frames: int = 16
+    frame_interval: int = 3
+    size: int = 256
+    num_workers: int = 0
+    synthetic: SyntheticConfig | None = None
+    """Generate the shapes data set at ``csv`` when that file does not exist yet."""
+
+
+@dataclass
+class ObjectiveConfig:
+    kind: str = "ddpm"
+    """``ddpm`` (DiT, Latte, Open-Sora-Plan) or ``rflow`` (Open-Sora)."""
+    prediction: str = "epsilon"
+    learn_sigma: bool = True
+    num_timesteps: int = 1000
+    sample_method: str = "logit-normal"
+    shift: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+
+
+@dataclass
+class RunConfig:
+    steps: int = 1000
+    batch_size: int = 1
+    """Per data-parallel rank."""
+    precision: str = "fp32"
+    """``fp32``, ``bf16`` or ``fp16`` (GPU); on CPU ``bf16`` runs the forward under autocast."""
+    gradient_checkpointing: bool = False
+    log_every: int = 10
+
+
+@dataclass
+class ParallelConfig:
+    plugin: str = "torch_ddp"
+    sp_size: int = 1
+    plugin_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EMAConfig:
+    enabled: bool = True
+    decay: float = 0.9999
+    exclude: list[str] = field(default_factory=lambda: ["*pos_embed*"])
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 500
+    keep: int = 3
+    dir: str | None = None
+    """Defaults to ``<output_dir>/checkpoints``."""
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "outputs/train"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    vae: EncoderConfig = field(default_factory=EncoderConfig)
+    text_encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(kind="hash"))
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: RunConfig = field(default_factory=RunConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.checkpoint.dir or Path(self.output_dir) / "checkpoints")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, recursing into nested dataclasses, rejecting unknown keys."""
+    if values is None:
+        return None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'the config'} must be a mapping, got {values!r}")
+    fields = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where or 'the config'}; valid keys: {sorted(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        nested = _dataclass_of(fields[name])
+        key = f"{where}.{name}".strip(".")
+        kwargs[name] = _build(nested, value, key) if nested else _coerce(fields[name], value, key)
+    return cls(**kwargs)
+
+
+def _coerce(annotation: Any, value: Any, key: str) -> Any:
+    """Numbers YAML reads as strings (``1e-4`` lacks the dot YAML 1.1 wants) become floats; wrong types fail."""
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    expected = typing.get_args(annotation) if is_union else (annotation,)
+    if value is None or float not in expected or isinstance(value, bool):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r} is not a number") from None
+
+
+def _dataclass_of(annotation: Any) -> type | None:
+    """The dataclass in a field's type (``X`` or ``X | None``), or None for plain values."""
+    candidates = typing.get_args(annotation) or (annotation,)
+    return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in the raw mapping; ``value`` is parsed as YAML (numbers, booleans, lists)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not key=value (e.g. train.steps=10)")
+    key, value = override.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
+        node = child
+    import yaml
+
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the file's relative paths relative to the file's folder (overrides stay relative to the cwd)."""
+    for section, key in ((None, "output_dir"), ("data", "csv"), ("checkpoint", "dir")):
+        node = raw if section is None else raw.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str) and not os.path.isabs(node[key]):
+            node[key] = str(base / node[key])
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config (or start from the defaults), apply ``key=value`` overrides, build the dataclasses.
+
+    Relative paths in the file are taken relative to the file's folder; those in overrides, relative to
+    the working directory.
+    """
+    import yaml
+
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"no config file at {path}")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of config sections, got {type(raw).__name__}")
+        _resolve_paths(raw, path.parent)
+    for override in overrides:
+        apply_override(raw, override)
+    config = _build(TrainConfig, raw, "")
+    if isinstance(config.optim.betas, list):
+        config.optim.betas = tuple(config.optim.betas)
+    return config
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(config: TrainConfig, world_size: int, device: str) -> None:
+    """Raise :class:`ConfigError` for anything that would fail later; ``device`` is ``"cpu"`` or ``"cuda"``."""
+    from .plugins import check_plugin
+
+    check_plugin(config.parallel.plugin, device)
+    sp = config.parallel.sp_size
+    _check(sp >= 1, f"parallel.sp_size must be >= 1, got {sp}")
+    _check(
+        world_size % sp == 0,
+        f"parallel.sp_size={sp} does not divide the world size {world_size}; launch a multiple of {sp} processes "
+        f"or pick an sp_size among {[d for d in range(1, world_size + 1) if world_size % d == 0]}",
+    )
+    precisions = ("fp32", "bf16") if device == "cpu" else ("fp32", "bf16", "fp16")
+    _check(
+        config.train.precision in precisions,
+        f"train.precision={config.train.precision!r} is not available on {device}; expected one of {precisions}",
+    )
+    _check(
+        device != "cpu" or config.train.precision == "fp32" or config.parallel.plugin == "torch_ddp",
+        f"train.precision={config.train.precision!r} with plugin {config.parallel.plugin!r} on CPU: CPU runs bf16 "
+        "only as autocast with the torch_ddp plugin; use parallel.plugin=torch_ddp or train.precision=fp32",
+    )
+    _check(
+        config.objective.kind in ("ddpm", "rflow"),
+        f"objective.kind={config.objective.kind!r}; expected 'ddpm' or 'rflow'",
+    )
+    _check(config.train.steps >= 1, f"train.steps must be >= 1, got {config.train.steps}")
+    _check(config.train.batch_size >= 1, f"train.batch_size must be >= 1, got {config.train.batch_size}")
+    _check(config.checkpoint.every >= 1, f"checkpoint.every must be >= 1, got {config.checkpoint.every}")
+    _check(
+        config.vae.kind in ("identity", "diffusers"),
+        f"vae.kind={config.vae.kind!r}; expected 'identity' or 'diffusers'",
+    )
+    _check(
+        config.text_encoder.kind in ("hash", "t5"),
+        f"text_encoder.kind={config.text_encoder.kind!r}; expected 'hash' or 't5'",
+    )
+    data = config.data
+    _check(data.csv is not None, "data.csv is not set: give the path of a path,caption CSV")
+    if not Path(data.csv).is_file():
+        _check(
+            data.synthetic is not None and not data.precomputed,
+            f"data path {data.csv} does not exist; point data.csv at a path,caption CSV "
+            "(or add a data.synthetic section to generate the shapes data set there)",
+        )
+    _check(
+        not (config.ema.enabled and config.parallel.plugin == "gemini"),
+        "ema.enabled with plugin 'gemini': Gemini (ZeRO-3) shards the parameters, so no rank holds whole weights "
+        "to average; use plugin low_level_zero (ZeRO-2) or set ema.enabled=false",
+    )
+    if sp > 1:
+        try:
+            from videosys.dsp import parallelize  # noqa: F401
+        except ImportError as err:
+            raise ConfigError(
+                f"parallel.sp_size={sp} needs videosys-dsp's parallelize(): pip install videosys-dsp ({err})"
+            ) from err

@@ -1,0 +1,376 @@
+"""The training loop on a ColossalAI Booster: data, objective, EMA, logging and checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from .checkpoint import (
+    RUNNING_STATES,
+    checkpoint_name,
+    latest_checkpoint,
+    load_rng_state,
+    prune_checkpoints,
+    rng_state,
+    write_atomically,
+    write_json,
+)
+from .config import TrainConfig, validate
+from .data import LatentDataset, ResumableBatchSampler, VideoCaptionDataset, make_shapes_dataset
+from .ema import EMA
+from .encoders import build_text_encoder, build_vae
+from .mesh import ParallelMesh
+from .models import build_model
+from .objectives import DDPMObjective, GaussianDiffusion, Objective, RectifiedFlowObjective
+from .plugins import PLUGINS, make_plugin
+
+__all__ = ["Trainer", "TrainResult", "build_objective", "init_distributed"]
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)
+    """The global mean loss of each step this run took (all ranks agree)."""
+    global_step: int = 0
+    checkpoint: Path | None = None
+    """The last checkpoint written."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed() -> bool:
+    """Join the process group torchrun describes, or start a one-rank group; True if this call created it."""
+    if dist.is_initialized():
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    else:
+        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    return True
+
+
+def build_objective(config: TrainConfig) -> Objective:
+    o = config.objective
+    if o.kind == "ddpm":
+        return DDPMObjective(GaussianDiffusion.linear(o.num_timesteps), o.prediction, o.learn_sigma)
+    return RectifiedFlowObjective(o.num_timesteps, o.sample_method, o.shift, o.learn_sigma)
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    batch: dict[str, Any] = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    batch["seed"] = torch.tensor(batch["seed"], dtype=torch.int64)
+    return batch
+
+
+def _adamw(model: torch.nn.Module, config: TrainConfig, hybrid: bool) -> torch.optim.Optimizer:
+    """AdamW; ColossalAI's HybridAdam (its fused CUDA/CPU kernels, which Gemini requires) for the ZeRO plugins."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = config.optim
+    if hybrid:
+        from colossalai.nn.optimizer import HybridAdam
+
+        return HybridAdam(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+
+
+def _warmup(steps: int):
+    return lambda step: min(1.0, (step + 1) / steps) if steps > 0 else 1.0
+
+
+class Trainer:
+    """Train ``config`` on the current process group (or a one-rank one): ``Trainer(config).fit(resume)``."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        from .plugins import import_colossalai
+
+        self.config = config
+        self.owns_group = init_distributed()
+        self.device = torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+        try:
+            validate(config, dist.get_world_size(), self.device.type)
+            import_colossalai()
+        except BaseException:
+            self.close()
+            raise
+        self.mesh = ParallelMesh.build(config.parallel.sp_size)
+        self.is_main = self.mesh.rank == 0
+        torch.manual_seed(config.seed)
+        self.vae = build_vae(config.vae, str(self.device))
+        self.text_encoder = build_text_encoder(config.text_encoder, str(self.device))
+        self.objective = build_objective(config)
+        self._build_data()
+        self._build_model()
+
+    # --- setup -------------------------------------------------------------------------------
+    def _build_data(self) -> None:
+        data = self.config.data
+        if self.is_main and data.synthetic is not None and not Path(data.csv).is_file():
+            s = data.synthetic
+            make_shapes_dataset(Path(data.csv).parent, s.num_videos, s.frames, s.size, seed=self.config.seed)
+        dist.barrier()
+        if data.precomputed:
+            self.dataset = LatentDataset(data.csv)
+        else:
+            self.dataset = VideoCaptionDataset(data.csv, data.num_frames, data.frame_interval, data.size)
+        self.sampler = ResumableBatchSampler(
+            len(self.dataset), self.config.train.batch_size, self.config.seed, self.mesh.dp_rank, self.mesh.dp_size
+        )
+
+    def _build_model(self) -> None:
+        from colossalai.booster import Booster
+
+        c = self.config
+        factor = self.objective.out_channels_factor
+        model = build_model(
+            c.model,
+            in_channels=self.vae.latent_channels,
+            num_frames=c.data.num_frames,
+            sample_size=c.data.size // self.vae.spatial_factor,
+            caption_dim=self.text_encoder.dim,
+            learn_sigma=factor == 2,
+        )
+        model.gradient_checkpointing = c.train.gradient_checkpointing
+        if self.mesh.sp_size > 1:
+            from videosys.dsp import parallelize
+
+            parallelize(model, group=self.mesh.sp_group)
+        self.tokens_per_sample = 0
+        model.blocks[0].register_forward_pre_hook(self._count_tokens)
+        self.ema = EMA(model, c.ema.decay, c.ema.exclude) if c.ema.enabled else None
+        spec = PLUGINS[c.parallel.plugin]
+        optimizer = _adamw(model, c, hybrid=spec.zero)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(c.optim.warmup_steps))
+        self.plugin_clips = spec.owns_precision
+        plugin = make_plugin(
+            c.parallel.plugin, c.train.precision, self.device.type, c.optim.grad_clip, **c.parallel.plugin_kwargs
+        )
+        # Plugins that own precision got it above; for DDP/FSDP bf16 is autocast (ColossalAI's "bf16" Booster
+        # precision is an empty stub) and fp16 is the Booster's autocast + grad scaler.
+        self.autocast_bf16 = c.train.precision == "bf16" and not spec.owns_precision
+        booster_fp16 = c.train.precision == "fp16" and not spec.owns_precision
+        self.booster = Booster(plugin=plugin, mixed_precision="fp16" if booster_fp16 else None)
+        self.model, self.optimizer, _, _, self.scheduler = self.booster.boost(model, optimizer, lr_scheduler=scheduler)
+
+    def _count_tokens(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        _, t, s, _ = args[0].shape
+        self.tokens_per_sample = t * s * self.mesh.sp_size
+
+    @property
+    def unwrapped(self) -> torch.nn.Module:
+        return self.model.unwrap()
+
+    # --- one step ----------------------------------------------------------------------------
+    def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if "latents" in batch:
+            return batch["latents"].to(self.device), batch["text"].to(self.device), batch["text_mask"].to(self.device)
+        x0 = self.vae.encode(batch["video"].to(self.device))
+        text, mask = self.text_encoder.encode(batch["caption"])
+        return x0, text.to(self.device), mask.to(self.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward_backward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """This rank's loss on ``batch``, with its gradients averaged over all ranks (DDP)."""
+        x0, text, mask = self._inputs(batch)
+        with self._autocast():
+            terms = self.objective(lambda xt, t: self.model(xt, t, text, mask), x0, batch["seed"])
+            loss = terms.loss.mean()
+        self.booster.backward(loss, self.optimizer)
+        return loss.detach()
+
+    def optimizer_step(self) -> None:
+        """Clip, step, advance the LR schedule and the EMA."""
+        if self.config.optim.grad_clip and not self.plugin_clips:
+            self.optimizer.clip_grad_by_norm(self.config.optim.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.unwrapped)
+
+    def train_step(self, batch: dict[str, Any]) -> float:
+        """One optimizer step; returns the loss averaged over all ranks.
+
+        Sequence-parallel ranks compute the same loss from the gathered output; DSP's collectives make
+        the average of their gradients the full gradient, so one DDP average over every rank is right.
+        """
+        loss = self.forward_backward(batch).float().clone()
+        self.optimizer_step()
+        dist.all_reduce(loss)
+        return loss.item() / dist.get_world_size()
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def save(self, epoch: int, step_in_epoch: int, global_step: int) -> Path:
+        """Write model, optimizer, scheduler, EMA, data position and every rank's RNG state atomically."""
+        sharded = PLUGINS[self.config.parallel.plugin].sharded_checkpoint
+        rank = self.mesh.rank
+
+        def write(folder: Path) -> None:
+            if self.is_main:
+                (folder / "rng").mkdir()
+            dist.barrier()
+            self.booster.save_model(self.model, str(folder / "model"), shard=sharded)
+            self.booster.save_optimizer(self.optimizer, str(folder / "optimizer"), shard=sharded)
+            self.booster.save_lr_scheduler(self.scheduler, str(folder / "lr_scheduler"))
+            torch.save(rng_state(), folder / "rng" / f"rank{rank}.pt")
+            if self.is_main and self.ema is not None:
+                torch.save(self.ema.state_dict(), folder / "ema.pt")
+            dist.barrier()
+            if self.is_main:  # last: its presence marks a complete folder
+                states = {
+                    "epoch": epoch,
+                    "step_in_epoch": step_in_epoch,
+                    "global_step": global_step,
+                    "world_size": self.mesh.world_size,
+                    "sp_size": self.mesh.sp_size,
+                    "config": self.config.to_dict(),
+                }
+                write_json(folder / RUNNING_STATES, states)
+
+        path = write_atomically(self.config.checkpoint_dir, checkpoint_name(epoch, global_step), write, self.is_main)
+        if self.is_main:
+            prune_checkpoints(self.config.checkpoint_dir, self.config.checkpoint.keep)
+        dist.barrier()
+        return path
+
+    def load(self, path: Path) -> tuple[int, int, int]:
+        """Restore everything :meth:`save` wrote; returns ``(epoch, step_in_epoch, global_step)``."""
+        states = json.loads((path / RUNNING_STATES).read_text())
+        if states["world_size"] // states["sp_size"] != self.mesh.dp_size:
+            raise ValueError(
+                f"{path} was written with {states['world_size'] // states['sp_size']} data-parallel ranks, this run "
+                f"has {self.mesh.dp_size}: the data order would differ, so the run would not continue exactly"
+            )
+        self.booster.load_model(self.model, str(path / "model"))
+        self.booster.load_optimizer(self.optimizer, str(path / "optimizer"))
+        self.booster.load_lr_scheduler(self.scheduler, str(path / "lr_scheduler"))
+        if self.ema is not None:
+            self.ema.load_state_dict(torch.load(path / "ema.pt", map_location="cpu", weights_only=True))
+        rng_file = path / "rng" / f"rank{self.mesh.rank}.pt"
+        if rng_file.is_file():
+            load_rng_state(torch.load(rng_file, weights_only=False))
+        return states["epoch"], states["step_in_epoch"], states["global_step"]
+
+    # --- the loop ----------------------------------------------------------------------------
+    def batches(self, epoch: int, step: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """``(epoch, step_in_epoch after this batch, batch)`` forever, from the given position."""
+        while True:
+            self.sampler.set_position(epoch, step)
+            loader = DataLoader(
+                self.dataset, batch_sampler=self.sampler, num_workers=self.config.data.num_workers, collate_fn=_collate
+            )
+            for batch in loader:
+                step += 1
+                yield epoch, step, batch
+            epoch, step = epoch + 1, 0
+
+    def fit(self, resume: str | os.PathLike | None = None) -> TrainResult:
+        """Train to ``train.steps``; ``resume="latest"`` (or a checkpoint folder) continues a previous run."""
+        try:
+            return self._fit(resume)
+        finally:
+            self.close()
+
+    def _fit(self, resume: str | os.PathLike | None) -> TrainResult:
+        c = self.config
+        epoch, step_in_epoch, global_step = 0, 0, 0
+        result = TrainResult()
+        if resume is not None:
+            path = latest_checkpoint(c.checkpoint_dir) if str(resume) == "latest" else Path(resume)
+            if path is None:
+                raise FileNotFoundError(f"--resume latest: no complete checkpoint under {c.checkpoint_dir}")
+            epoch, step_in_epoch, global_step = self.load(path)
+        if step_in_epoch == self.sampler.steps_per_epoch:
+            epoch, step_in_epoch = epoch + 1, 0
+        if self.is_main:
+            Path(c.output_dir).mkdir(parents=True, exist_ok=True)
+        writer = self._tensorboard()
+        bar = _progress(c.train.steps, global_step, self.is_main)
+        samples_per_step = c.train.batch_size * self.mesh.dp_size
+        batches = self.batches(epoch, step_in_epoch)
+        self.model.train()
+        while global_step < c.train.steps:
+            start = time.perf_counter()
+            epoch, step_in_epoch, batch = next(batches)
+            lr = self.scheduler.get_last_lr()[0]
+            loss = self.train_step(batch)
+            global_step += 1
+            result.losses.append(loss)
+            elapsed = time.perf_counter() - start
+            throughput = {
+                "samples/s": samples_per_step / elapsed,
+                "tokens/s": samples_per_step * self.tokens_per_sample / elapsed,
+            }
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} at step {global_step}")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.1f}" for k, v in throughput.items()})
+            if self.is_main:
+                self._log(writer, {"step": global_step, "loss": loss, "lr": lr, **throughput})
+            if global_step % c.checkpoint.every == 0 or global_step == c.train.steps:
+                result.checkpoint = self.save(epoch, step_in_epoch, global_step)
+        result.global_step = global_step
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        return result
+
+    def _log(self, writer: Any, record: dict[str, float]) -> None:
+        """Append the step's record to ``metrics.jsonl``; every ``log_every`` steps also to TensorBoard."""
+        with (Path(self.config.output_dir) / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer is not None and record["step"] % self.config.train.log_every == 0:
+            for name, value in record.items():
+                if name != "step":
+                    writer.add_scalar(name, value, record["step"])
+
+    def _tensorboard(self) -> Any:
+        if not self.is_main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return None
+        return SummaryWriter(str(Path(self.config.output_dir) / "tensorboard"))
+
+    def close(self) -> None:
+        """Leave the process group if this trainer created it."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self.owns_group = False
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)

@@ -1,0 +1,49 @@
+"""Shared helpers: a tiny training config on a small synthetic data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+try:
+    from videosys.train.config import TrainConfig, load_config
+except ImportError:  # another package's session (e.g. `nox -s gpu`) collecting this folder without videosys-train
+    collect_ignore_glob = ["test_*.py"]
+
+torch.set_num_threads(1)  # the CI machine has 2 cores and multi-rank tests run 2 processes
+
+
+def tiny_config(root: Path, *overrides: str) -> TrainConfig:
+    """The packaged tiny config shrunk further: 8 clips of 8 frames, 8x8 pixels, one block pair."""
+    from videosys.train.cli import TINY_CONFIG
+
+    base = [
+        f"output_dir={root / 'out'}",
+        f"data.csv={root / 'data' / 'data.csv'}",
+        "data.synthetic.num_videos=8",
+        "data.synthetic.frames=8",
+        "data.synthetic.size=8",
+        "data.num_frames=4",
+        "data.frame_interval=2",
+        "data.size=8",
+        "model.kwargs={hidden_size: 32, depth: 1, num_heads: 2, patch_size: 2}",
+        "train.batch_size=2",
+        "train.steps=4",
+        "optim.warmup_steps=2",
+        "checkpoint.every=2",
+        "checkpoint.keep=5",
+    ]
+    return load_config(TINY_CONFIG, [*base, *overrides])
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """``tiny(root, *overrides)``: :func:`tiny_config` for tests that pick their own folders."""
+    return tiny_config
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    return lambda *overrides: tiny_config(tmp_path, *overrides)

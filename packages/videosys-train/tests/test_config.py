@@ -1,0 +1,96 @@
+import subprocess
+import sys
+
+import pytest
+
+from videosys.train.cli import TINY_CONFIG
+from videosys.train.config import ConfigError, load_config, validate
+from videosys.train.plugins import PLUGINS
+
+
+def test_tiny_config_loads_with_overrides():
+    config = load_config(TINY_CONFIG, ["train.steps=7", "optim.lr=0.5", "ema.exclude=[a, b]", "parallel.sp_size=2"])
+    assert config.train.steps == 7 and config.optim.lr == 0.5 and config.ema.exclude == ["a", "b"]
+    assert config.parallel.sp_size == 2 and config.data.synthetic.num_videos == 32
+    assert config.objective.kind == "ddpm"
+
+
+def test_unknown_key_and_malformed_override_name_the_problem():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['stepz'\] in train; valid keys: .*steps"):
+        load_config(TINY_CONFIG, ["train.stepz=3"])
+    with pytest.raises(ConfigError, match="not key=value"):
+        load_config(TINY_CONFIG, ["train.steps"])
+
+
+def test_unknown_plugin_lists_plugins_and_cpu_ones(make_config):
+    with pytest.raises(ConfigError) as err:
+        validate(make_config("parallel.plugin=zero9"), world_size=1, device="cpu")
+    message = str(err.value)
+    assert "'zero9'" in message and all(name in message for name in PLUGINS)
+    assert "on CPU: ['torch_ddp', 'hybrid']" in message
+
+
+@pytest.mark.parametrize("plugin", ["low_level_zero", "gemini", "torch_fsdp"])
+def test_gpu_only_plugin_on_cpu_says_which_run_on_cpu(make_config, plugin):
+    with pytest.raises(ConfigError, match=r"does not run on CPU; on CPU use one of \['torch_ddp', 'hybrid'\]"):
+        validate(make_config(f"parallel.plugin={plugin}"), world_size=1, device="cpu")
+    validate(make_config(f"parallel.plugin={plugin}", "ema.enabled=false"), world_size=1, device="cuda")
+
+
+def test_sp_size_must_divide_world_size(make_config):
+    with pytest.raises(ConfigError, match=r"sp_size=3 does not divide the world size 4.*\[1, 2, 4\]"):
+        validate(make_config("parallel.sp_size=3"), world_size=4, device="cpu")
+
+
+def test_missing_data_path(make_config, tmp_path):
+    missing = tmp_path / "nowhere" / "data.csv"
+    with pytest.raises(ConfigError, match=f"data path {missing} does not exist"):
+        validate(make_config(f"data.csv={missing}", "data.synthetic=null"), world_size=1, device="cpu")
+
+
+def test_ema_with_gemini_is_refused(make_config):
+    with pytest.raises(ConfigError, match="ema.enabled with plugin 'gemini'"):
+        validate(make_config("parallel.plugin=gemini"), world_size=1, device="cuda")
+
+
+def test_fp16_on_cpu_is_refused(make_config):
+    with pytest.raises(ConfigError, match=r"fp16.*not available on cpu"):
+        validate(make_config("train.precision=fp16"), world_size=1, device="cpu")
+
+
+def test_cli_fails_before_training_starts(tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "videosys.train.cli",
+            str(TINY_CONFIG),
+            "-o",
+            f"output_dir={out}",
+            f"data.csv={tmp_path / 'none.csv'}",
+            "data.synthetic=null",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "config error: data path" in result.stderr
+    assert not out.exists()  # nothing was written: no training, no checkpoint
+
+
+def test_paths_in_a_file_are_relative_to_it_and_overrides_to_the_cwd(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "c.yaml").write_text("output_dir: runs/a\ndata: {csv: data/d.csv}\n")
+    config = load_config(tmp_path / "cfg" / "c.yaml")
+    assert config.output_dir == str(tmp_path / "cfg" / "runs" / "a")
+    assert config.data.csv == str(tmp_path / "cfg" / "data" / "d.csv")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(tmp_path / "cfg" / "c.yaml", ["data.csv=mine.csv"]).data.csv == "mine.csv"
+
+
+def test_yaml_numbers_without_a_dot_are_read_as_floats():
+    assert load_config(None, ["optim.lr=1e-4"]).optim.lr == 1e-4
+    with pytest.raises(ConfigError, match="optim.lr='fast' is not a number"):
+        load_config(None, ["optim.lr=fast"])
