@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -227,18 +228,18 @@ def bench_pab(args: argparse.Namespace, diffusers, device: torch.device, dtype: 
     try:
         import videosys.pab as pab
 
-        enable, config_cls = pab.enable, pab.PABConfig
+        enable = pab.enable
     except (ImportError, AttributeError) as err:
         print(f"ours: skipped, videosys-pab is not available ({err}); only diffusers' side is shown")
     else:
         from videosys.models import LATTE_PAB
 
-        defaults = LATTE_PAB.as_dict()
-        defaults["mlp"] = None  # the diffusers hook has no MLP reuse: compare attention broadcast alone
+        # The diffusers hook has no MLP reuse: compare attention broadcast alone.
+        attention_only = dataclasses.replace(LATTE_PAB, mlp=None).to_pab_config()
         for name, pab_on in (("ours, PAB off", False), ("ours, PAB on", True)):
             model = copy.deepcopy(ours)
             if pab_on:
-                enable(model, config_cls(**defaults))
+                enable(model, attention_only)
             queries = {
                 kind: [b.attn.inner.to_q for b in model.blocks if b.axis.value == kind]
                 for kind in ("spatial", "temporal")

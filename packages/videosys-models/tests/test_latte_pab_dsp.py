@@ -66,13 +66,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _dsp_worker(rank: int, world: int, port: int, folder: str, out: str) -> None:
+def _dsp_worker(rank: int, world: int, port: int, folder: str, out: str, resting_axis: str) -> None:
     import videosys.dsp as dsp
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         model = load_backbone(LatteTransformer, folder)
-        dsp.parallelize(model)
+        dsp.parallelize(model, resting_axis=resting_axis)
         latents, text = _inputs()
         with torch.no_grad():
             result = model(latents, torch.tensor([500, 500]), text)
@@ -82,12 +82,14 @@ def _dsp_worker(rank: int, world: int, port: int, folder: str, out: str) -> None
         dist.destroy_process_group()
 
 
-def test_dsp_on_two_ranks_equals_one(latte_reference, tmp_path):
+@pytest.mark.parametrize("resting_axis", ["spatial", "temporal"])
+def test_dsp_on_two_ranks_equals_one(latte_reference, tmp_path, resting_axis):
+    """Sharding S (default) or T (Latte's original placement: the temporal position table gets offsets)."""
     _require("videosys.dsp", "parallelize")
     _, folder = latte_reference
     latents, text = _inputs()
     with torch.no_grad():
         expected = load_backbone(LatteTransformer, folder)(latents, torch.tensor([500, 500]), text)
     out = tmp_path / "rank0.pt"
-    mp.spawn(_dsp_worker, args=(2, _free_port(), str(folder), str(out)), nprocs=2, join=True)
+    mp.spawn(_dsp_worker, args=(2, _free_port(), str(folder), str(out), resting_axis), nprocs=2, join=True)
     torch.testing.assert_close(torch.load(out), expected, rtol=0, atol=1e-5)

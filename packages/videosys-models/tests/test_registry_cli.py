@@ -7,6 +7,7 @@ import sys
 import diffusers
 import pytest
 
+from videosys.core import AttentionAxis, DenoisingStep
 from videosys.core.io import load_video
 from videosys.models import LATTE_PAB, UnknownModelError, get_model, list_models, load
 from videosys.models.cli import main
@@ -40,6 +41,21 @@ def test_latte_pab_mlp_points_are_the_published_timesteps():
     assert [int(scheduler.timesteps[i]) for i in steps] == [720, 640, 560, 480, 400]
     assert (LATTE_PAB.spatial.interval, LATTE_PAB.temporal.interval, LATTE_PAB.cross.interval) == (2, 3, 6)
     assert LATTE_PAB.spatial.window == LATTE_PAB.temporal.window == LATTE_PAB.cross.window == (100, 800)
+
+
+def test_latte_pab_config_schedule():
+    """Converted to videosys.pab's config, the defaults reuse at the intended steps of a 50-step DDIM loop."""
+    pytest.importorskip("videosys.pab")
+    config = LATTE_PAB.to_pab_config()
+    assert config.mlp.positions(50) == [13, 17, 21, 25, 29]
+    assert sorted(config.mlp.layers_for(AttentionAxis.TEMPORAL)) == [0, 1, 2, 3, 4]
+    timesteps = list(range(980, -1, -20))
+    inside = [i for i, t in enumerate(timesteps) if 100 < t < 800]
+    for kind, interval in ((AttentionAxis.SPATIAL, 2), (AttentionAxis.TEMPORAL, 3), (AttentionAxis.CROSS, 6)):
+        rule = config.broadcast_for(kind)
+        reused = [i for i, t in enumerate(timesteps) if rule.reuses(DenoisingStep(i, t, 50))]
+        assert reused == [i for i in inside if i % interval], kind
+    assert config.full is None
 
 
 def test_pab_config_needs_the_pab_package(monkeypatch):
