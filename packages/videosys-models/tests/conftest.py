@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 diffusers = pytest.importorskip("diffusers")
+
+# Spawned ranks import their entry points (latte_workers) by module name.
+sys.path.insert(0, str(Path(__file__).parent))
 
 TINY_LATTE = {
     "num_attention_heads": 2,

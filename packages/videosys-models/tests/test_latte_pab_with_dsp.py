@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
+from latte_workers import free_port, pab_over_dsp, sampling_outputs
 
-from videosys.core import AttentionAxis, branch_sites, denoising_step
+from videosys.core import AttentionAxis, branch_sites
 from videosys.models import LATTE_PAB
 from videosys.models.loading import load_backbone
 from videosys.models.transformers import LatteTransformer
@@ -23,48 +22,16 @@ STEPS = 6
 CONFIG = dataclasses.replace(LATTE_PAB, mlp=None)
 
 
-def _loop(model) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    latents, text = torch.randn(2, 4, 4, 8, 8, generator=g), torch.randn(2, 6, 32, generator=g)
-    outputs = []
-    with torch.no_grad():
-        for i, t in enumerate(torch.linspace(999, 0, STEPS).long()):
-            with denoising_step(i, t, STEPS):
-                outputs.append(model(latents, t.expand(2), text))
-    return outputs
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, folder: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        model = load_backbone(LatteTransformer, folder)
-        pab.enable(model, CONFIG.to_pab_config())
-        dsp.parallelize(model, resting_axis="spatial")
-        dsp.reset_comm_stats()
-        outputs = _loop(model)
-        if rank == 0:
-            torch.save(
-                {"outputs": outputs, "switches": dsp.comm_stats()["switch"].calls, "stats": pab.stats(model)}, out
-            )
-    finally:
-        dist.destroy_process_group()
-
-
 def test_pab_over_dsp_equals_single_process_pab_and_skips_switches(latte_reference, tmp_path):
     _, folder = latte_reference
     single = load_backbone(LatteTransformer, folder)
     pab.enable(single, CONFIG.to_pab_config())
-    expected = _loop(single)
+    expected = sampling_outputs(single, STEPS)
     spatial_layers = sum(1 for s in branch_sites(single) if s.name == "attn" and s.block_axis is AttentionAxis.SPATIAL)
 
     out = tmp_path / "rank0.pt"
-    mp.spawn(_worker, args=(2, _free_port(), str(folder), str(out)), nprocs=2, join=True)
+    config = CONFIG.to_pab_config()
+    mp.spawn(pab_over_dsp, args=(2, free_port(), str(folder), str(out), config, STEPS), nprocs=2, join=True)
     result = torch.load(out)
     for got, want in zip(result["outputs"], expected):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
