@@ -1,6 +1,0 @@
-import importlib
-
-
-def test_package_imports_with_version():
-    module = importlib.import_module("videosys.dsp")
-    assert module.__version__.count(".") == 2
