@@ -6,9 +6,10 @@ import functools
 
 import torch
 
-from videosys.core.layers import sincos_2d
+from videosys.core import STBackbone
+from videosys.core.layers import PatchEmbed2D, sincos_2d, unpatchify
 
-__all__ = ["add_sincos_2d", "batch_timesteps", "require_config"]
+__all__ = ["PatchedBackbone", "add_sincos_2d", "batch_timesteps", "require_config"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -46,3 +47,37 @@ def batch_timesteps(timestep: torch.Tensor | float, batch: int, device: torch.de
     if t.dim() != 1 or t.shape[0] not in (1, batch):
         raise ValueError(f"timestep must be a number or shaped ({batch},), got shape {tuple(t.shape)}")
     return t.expand(batch)
+
+
+class PatchedBackbone(STBackbone):
+    """A backbone whose tokens are each frame's ``p x p`` latent patches plus 2-D sin-cos positions (DiT, Latte).
+
+    ``interpolation_scale`` divides the position grid as diffusers' ``PatchEmbed`` does; the grid's base size
+    is the checkpoint's ``sample_size // patch_size``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        in_channels: int,
+        out_channels: int,
+        patch_size: int,
+        sample_size: int,
+        interpolation_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.patch_size, self.sample_size = patch_size, sample_size
+        self.interpolation_scale = interpolation_scale
+        self.patch_embed = PatchEmbed2D(patch_size, in_channels, dim)
+
+    def patchify(self, latents: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``(B, C, T, H, W)`` latents to ``(B, T, S, C)`` tokens with positions added, and the patch grid."""
+        grid = (latents.shape[-2] // self.patch_size, latents.shape[-1] // self.patch_size)
+        x = self.patch_embed(latents)
+        return add_sincos_2d(x, grid, self.sample_size // self.patch_size, self.interpolation_scale), grid
+
+    def unpatchify(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Head outputs ``(B, T, S, p*p*C_out)`` back to ``(B, C_out, T, H, W)`` latents."""
+        return unpatchify(x, self.out_channels, (1, self.patch_size, self.patch_size), grid)

@@ -14,18 +14,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from videosys.core import AdaLNBlock, AttentionAxis, Conditioning, STBackbone
-from videosys.core.layers import FinalLayer, LabelEmbedder, PatchEmbed2D, TimestepEmbedder, unpatchify
+from videosys.core import AdaLNBlock, AttentionAxis, Conditioning
+from videosys.core.layers import FinalLayer, LabelEmbedder, TimestepEmbedder
 
 from ..loading import DIFFUSERS_BLOCK_RULES, CheckpointError, rename_keys
-from .common import add_sincos_2d, batch_timesteps, require_config
+from .common import PatchedBackbone, batch_timesteps, require_config
 
 __all__ = ["DiTTransformer"]
 
 _EMBEDDER_PREFIX = "transformer_blocks.{}.norm1.emb."
 
 
-class DiTTransformer(STBackbone):
+class DiTTransformer(PatchedBackbone):
     """DiT's denoiser: ``(B, C, H, W)`` latents, timesteps and class labels to noise and variance.
 
     Class label ``num_classes`` is the null class used for classifier-free guidance.
@@ -45,12 +45,8 @@ class DiTTransformer(STBackbone):
         attention_bias: bool = True,
         norm_eps: float = 1e-5,
     ) -> None:
-        super().__init__()
         dim = num_heads * head_dim
-        self.dim = dim
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.patch_size, self.sample_size = patch_size, sample_size
-        self.patch_embed = PatchEmbed2D(patch_size, in_channels, dim)
+        super().__init__(dim, in_channels, out_channels, patch_size, sample_size)
         # diffusers' DiT embeds timesteps with downscale_freq_shift=1 (frequencies 10000^(-i/(half-1))).
         self.t_embedder = TimestepEmbedder(dim, downscale_freq_shift=1.0)
         self.y_embedder = LabelEmbedder(num_classes, dim)
@@ -74,10 +70,8 @@ class DiTTransformer(STBackbone):
         """Patchify ``latents: (B, C, H, W)`` and embed timestep plus class label into the adaLN input."""
         if latents.dim() != 4:
             raise ValueError(f"DiT latents must be (B, C, H, W), got shape {tuple(latents.shape)}")
-        b, _, height, width = latents.shape
-        grid = (height // self.patch_size, width // self.patch_size)
-        x = self.patch_embed(latents[:, :, None])
-        x = add_sincos_2d(x, grid, self.sample_size // self.patch_size, 1.0)
+        b = latents.shape[0]
+        x, grid = self.patchify(latents[:, :, None])
         labels = torch.as_tensor(class_labels, device=x.device).reshape(-1)
         if labels.shape[0] != b:
             raise ValueError(f"got {labels.shape[0]} class labels for a batch of {b} latents")
@@ -86,7 +80,7 @@ class DiTTransformer(STBackbone):
 
     def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         x = self.final(x, cond.modulation)
-        return unpatchify(x, self.out_channels, (1, self.patch_size, self.patch_size), cond.extras["grid"])[:, :, 0]
+        return self.unpatchify(x, cond.extras["grid"])[:, :, 0]
 
     @classmethod
     def from_diffusers_config(cls, config: dict[str, Any]) -> DiTTransformer:

@@ -12,19 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from videosys.core import AdaLNBlock, AttentionAxis, Conditioning, STBackbone
-from videosys.core.layers import (
-    AxisEmbedding,
-    CaptionProjection,
-    FinalLayer,
-    PatchEmbed2D,
-    TimestepEmbedder,
-    sincos_1d,
-    unpatchify,
-)
+from videosys.core import AdaLNBlock, AttentionAxis, Conditioning
+from videosys.core.layers import AxisEmbedding, CaptionProjection, FinalLayer, TimestepEmbedder, sincos_1d
 
 from ..loading import DIFFUSERS_BLOCK_RULES, rename_keys
-from .common import add_sincos_2d, batch_timesteps, require_config
+from .common import PatchedBackbone, batch_timesteps, require_config
 
 __all__ = ["LatteBlock", "LatteTransformer"]
 
@@ -69,7 +61,7 @@ class LatteBlock(AdaLNBlock):
         return super().forward(x, cond)
 
 
-class LatteTransformer(STBackbone):
+class LatteTransformer(PatchedBackbone):
     """Latte's denoiser: ``(B, C, T, H, W)`` latents, timesteps and T5 features to noise and variance.
 
     ``blocks`` alternates spatial block ``i`` and temporal block ``i``. The output has ``out_channels``
@@ -91,13 +83,10 @@ class LatteTransformer(STBackbone):
         attention_bias: bool = True,
         norm_eps: float = 1e-6,
     ) -> None:
-        super().__init__()
         dim = num_heads * head_dim
-        self.dim = dim
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.patch_size, self.sample_size = patch_size, sample_size
-        self.interpolation_scale = max(sample_size // 64, 1)
-        self.patch_embed = PatchEmbed2D(patch_size, in_channels, dim)
+        super().__init__(
+            dim, in_channels, out_channels, patch_size, sample_size, interpolation_scale=max(sample_size // 64, 1)
+        )
         self.t_embedder = TimestepEmbedder(dim)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         self.caption_projection = CaptionProjection(caption_channels, dim)
@@ -125,10 +114,8 @@ class LatteTransformer(STBackbone):
         ``enable_temporal_attentions=False`` skips the temporal blocks (Latte-0's image sampling; Latte-1
         keeps them on, also for single frames).
         """
-        x = self.patch_embed(latents)
-        b, _, frames, height, width = latents.shape
-        grid = (height // self.patch_size, width // self.patch_size)
-        x = add_sincos_2d(x, grid, self.sample_size // self.patch_size, self.interpolation_scale)
+        x, grid = self.patchify(latents)
+        b, frames = latents.shape[0], latents.shape[2]
         t_emb = self.t_embedder(batch_timesteps(timestep, b, x.device), dtype=x.dtype)
         if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[0] != b:
             raise ValueError(
@@ -150,7 +137,7 @@ class LatteTransformer(STBackbone):
 
     def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         x = self.final(x, cond.extras["embedded_timestep"])
-        return unpatchify(x, self.out_channels, (1, self.patch_size, self.patch_size), cond.extras["grid"])
+        return self.unpatchify(x, cond.extras["grid"])
 
     @classmethod
     def from_diffusers_config(cls, config: dict[str, Any]) -> LatteTransformer:
