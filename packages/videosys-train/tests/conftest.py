@@ -16,7 +16,7 @@ torch.set_num_threads(1)  # the CI machine has 2 cores and multi-rank tests run 
 
 
 def tiny_config(root: Path, *overrides: str) -> TrainConfig:
-    """The packaged tiny config shrunk further: 8 clips of 8 frames, 8x8 pixels, one block pair."""
+    """The packaged tiny config (Latte) shrunk further: 8 clips of 8 frames, 8x8 pixels, one block pair."""
     from videosys.train.cli import TINY_CONFIG
 
     base = [
@@ -28,7 +28,7 @@ def tiny_config(root: Path, *overrides: str) -> TrainConfig:
         "data.num_frames=4",
         "data.frame_interval=2",
         "data.size=8",
-        "model.kwargs={hidden_size: 32, depth: 1, num_heads: 2, patch_size: 2}",
+        "model.kwargs={num_layers: 1, num_heads: 2, head_dim: 16, patch_size: 2}",
         "train.batch_size=2",
         "train.steps=4",
         "optim.warmup_steps=2",

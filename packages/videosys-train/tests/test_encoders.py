@@ -75,5 +75,5 @@ def test_trainer_trains_in_the_latent_space_of_a_diffusers_vae(tiny, tmp_path):
     _tiny_vae(diffusers).save_pretrained(tmp_path / "vae")
     trainer = Trainer(tiny(tmp_path, "vae.kind=diffusers", f"vae.path={tmp_path / 'vae'}", "train.steps=2"))
     result = trainer.fit()
-    assert trainer.unwrapped.config.in_channels == 4 and trainer.unwrapped.config.sample_size == 4
+    assert trainer.unwrapped.in_channels == 4 and trainer.unwrapped.sample_size == 4
     assert len(result.losses) == 2 and all(torch.isfinite(torch.tensor(result.losses)))

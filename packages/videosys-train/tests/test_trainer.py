@@ -161,7 +161,7 @@ def test_cli_trains_the_tiny_config_in_one_process(tmp_path, monkeypatch, capsys
         "data.num_frames=4",
         "train.steps=2",
         "train.batch_size=2",
-        "model.kwargs={hidden_size: 32, depth: 1}",
+        "model.kwargs={num_layers: 1, num_heads: 2, head_dim: 16}",
     ]
     assert main(["--tiny", "-o", *small]) == 0
     assert "trained to step 2" in capsys.readouterr().out

@@ -64,6 +64,13 @@ MODELS: dict[str, ModelSpec] = {
             defaults={"num_inference_steps": 50, "guidance_scale": 4.0},
             sample_size=64,
         ),
+        ModelSpec(
+            name="dit",
+            task="class-to-image",
+            pipeline="videosys.models.pipelines.dit:DiTPipeline",
+            description="DiT of any size in the DiT-XL-2 folder layout, e.g. exported by videosys-train-export",
+            defaults={"num_inference_steps": 50, "guidance_scale": 4.0},
+        ),
     )
 }
 

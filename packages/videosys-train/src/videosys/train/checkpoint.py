@@ -27,6 +27,7 @@ __all__ = [
     "list_checkpoints",
     "load_rng_state",
     "prune_checkpoints",
+    "resolve_resume",
     "rng_state",
     "write_atomically",
 ]
@@ -108,6 +109,29 @@ def write_atomically(root: str | os.PathLike, name: str, write: Callable[[Path],
         _fsync_dir(root)
     _barrier()
     return final
+
+
+def resolve_resume(root: str | os.PathLike, resume: str | os.PathLike | None) -> Path | None:
+    """The checkpoint ``--resume`` names (``latest`` under ``root``, or a folder), None for a fresh run.
+
+    Raises :class:`~videosys.train.config.ConfigError` when there is none, before anything is built.
+    """
+    from .config import ConfigError
+
+    if resume is None:
+        return None
+    if str(resume) == "latest":
+        path = latest_checkpoint(root)
+        if path is None:
+            raise ConfigError(
+                f"--resume latest: no complete checkpoint under {root}; train without --resume to start a new run"
+            )
+        return path
+    path = Path(resume)
+    if not (path / RUNNING_STATES).is_file():
+        found = [p.name for p in list_checkpoints(root)]
+        raise ConfigError(f"--resume {path}: not a complete checkpoint folder (no {RUNNING_STATES}); found: {found}")
+    return path
 
 
 def prune_checkpoints(root: str | os.PathLike, keep: int) -> None:

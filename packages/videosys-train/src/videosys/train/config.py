@@ -26,6 +26,7 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "apply_override",
+    "config_from_dict",
     "load_config",
     "validate",
 ]
@@ -37,9 +38,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    name: str = "tiny_latte"
-    """A registered model (``tiny_latte``) or ``"package.module:factory"`` returning an STBackbone."""
+    name: str = "latte"
+    """A model family of :mod:`videosys.models` (``latte``, ``dit``) or ``"package.module:factory"``, a function
+    called with ``kwargs`` that returns an STBackbone taking ``(x_t, t, text, text_mask)``."""
+    size: str | None = "tiny"
+    """A named config of the family (e.g. ``XL/2``, ``tiny``); ``kwargs`` override its sizes (or give them all)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
+    class_dropout: float = 0.1
+    """Class-conditional models: the share of labels replaced by the null class, so guidance works (DiT: 0.1)."""
 
 
 @dataclass
@@ -61,7 +67,9 @@ class SyntheticConfig:
 @dataclass
 class DataConfig:
     csv: str | None = None
-    """``path,caption`` rows (videos or images), or ``latent,caption`` rows with ``precomputed``."""
+    """``path,caption`` rows (videos or images), or the ``latent`` rows ``videosys-train-preprocess`` writes."""
+    image_folder: str | None = None
+    """``root/<class>/*.png|jpg``: class-labelled images for a class-conditional model (DiT), instead of ``csv``."""
     precomputed: bool = False
     num_frames: int = 16
     frame_interval: int = 3
@@ -166,16 +174,38 @@ def _build(cls: type, values: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+_KINDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a mapping",
+}
+
+
 def _coerce(annotation: Any, value: Any, key: str) -> Any:
-    """Numbers YAML reads as strings (``1e-4`` lacks the dot YAML 1.1 wants) become floats; wrong types fail."""
+    """Check a value against its field's type; numbers YAML reads as strings (``1e-4``) become floats.
+
+    ``-o train.steps=ten`` fails here, naming the key, the value and the type expected.
+    """
     is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    expected = typing.get_args(annotation) if is_union else (annotation,)
-    if value is None or float not in expected or isinstance(value, bool):
+    expected = [typing.get_origin(a) or a for a in (typing.get_args(annotation) if is_union else (annotation,))]
+    if value is None:
+        if type(None) in expected:
+            return None
+        raise ConfigError(f"{key} must be set, got null")
+    if float in expected and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={value!r} is not a number") from None
+    if tuple in expected and isinstance(value, list):
+        return tuple(value)
+    if any(t is Any or (isinstance(value, t) and not (t is int and isinstance(value, bool))) for t in expected):
         return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}={value!r} is not a number") from None
+    wanted = " or ".join(_KINDS.get(t, getattr(t, "__name__", str(t))) for t in expected if t is not type(None))
+    raise ConfigError(f"{key}={value!r} is not {wanted}")
 
 
 def _dataclass_of(annotation: Any) -> type | None:
@@ -200,12 +230,28 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         node = child
     import yaml
 
-    node[parts[-1]] = yaml.safe_load(value)
+    try:
+        node[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {override!r}: the value is not valid YAML ({_yaml_problem(err)})") from None
+
+
+def _yaml_problem(err: Exception) -> str:
+    """A YAML parser error in one line: what went wrong and where (the parser's own text spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(err, 'problem', None) or err}{where}"
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     """Make the file's relative paths relative to the file's folder (overrides stay relative to the cwd)."""
-    for section, key in ((None, "output_dir"), ("data", "csv"), ("checkpoint", "dir")):
+    for section, key in (
+        (None, "output_dir"),
+        ("data", "csv"),
+        ("data", "image_folder"),
+        ("vae", "path"),
+        ("checkpoint", "dir"),
+    ):
         node = raw if section is None else raw.get(section)
         if isinstance(node, dict) and isinstance(node.get(key), str) and not os.path.isabs(node[key]):
             node[key] = str(base / node[key])
@@ -224,16 +270,21 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"no config file at {path}")
-        raw = yaml.safe_load(path.read_text()) or {}
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(err)}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of config sections, got {type(raw).__name__}")
         _resolve_paths(raw, path.parent)
     for override in overrides:
         apply_override(raw, override)
-    config = _build(TrainConfig, raw, "")
-    if isinstance(config.optim.betas, list):
-        config.optim.betas = tuple(config.optim.betas)
-    return config
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a mapping (a YAML file's, or the one a checkpoint records), checked key by key."""
+    return _build(TrainConfig, raw, "")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -278,14 +329,15 @@ def validate(config: TrainConfig, world_size: int, device: str) -> None:
         config.text_encoder.kind in ("hash", "t5"),
         f"text_encoder.kind={config.text_encoder.kind!r}; expected 'hash' or 't5'",
     )
-    data = config.data
-    _check(data.csv is not None, "data.csv is not set: give the path of a path,caption CSV")
-    if not Path(data.csv).is_file():
-        _check(
-            data.synthetic is not None and not data.precomputed,
-            f"data path {data.csv} does not exist; point data.csv at a path,caption CSV "
-            "(or add a data.synthetic section to generate the shapes data set there)",
-        )
+    _check(
+        config.vae.kind != "diffusers" or (config.vae.path is not None and Path(config.vae.path).is_dir()),
+        f"vae.path={config.vae.path!r} is not a folder; vae.kind='diffusers' needs a local AutoencoderKL folder "
+        "(config.json + weights), e.g. sd-vae-ft-ema",
+    )
+    _check_data(config.data)
+    from .models import check_model
+
+    check_model(config.model, config.data)
     _check(
         not (config.ema.enabled and config.parallel.plugin == "gemini"),
         "ema.enabled with plugin 'gemini': Gemini (ZeRO-3) shards the parameters, so no rank holds whole weights "
@@ -298,3 +350,24 @@ def validate(config: TrainConfig, world_size: int, device: str) -> None:
             raise ConfigError(
                 f"parallel.sp_size={sp} needs videosys-dsp's parallelize(): pip install videosys-dsp ({err})"
             ) from err
+
+
+def _check_data(data: DataConfig) -> None:
+    _check(
+        (data.csv is None) != (data.image_folder is None),
+        "set exactly one of data.csv (a path,caption CSV, or preprocessed latents) and data.image_folder "
+        f"(root/<class>/*.png); got csv={data.csv!r}, image_folder={data.image_folder!r}",
+    )
+    if data.image_folder is not None:
+        _check(
+            Path(data.image_folder).is_dir(),
+            f"data.image_folder={data.image_folder!r} is not a folder; expected root/<class>/*.png|jpg",
+        )
+        _check(data.num_frames == 1, f"data.num_frames={data.num_frames}: an image folder gives 1 frame per sample")
+        return
+    if not Path(data.csv).is_file():
+        _check(
+            data.synthetic is not None and not data.precomputed,
+            f"data path {data.csv} does not exist; point data.csv at a path,caption CSV "
+            "(or add a data.synthetic section to generate the shapes data set there)",
+        )

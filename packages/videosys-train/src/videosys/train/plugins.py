@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from .config import ConfigError
 
-__all__ = ["INSTALL_HINT", "PLUGINS", "PluginSpec", "check_plugin", "import_colossalai", "make_plugin"]
+__all__ = [
+    "INSTALL_HINT",
+    "OPTIONAL_KERNEL_WARNINGS",
+    "PLUGINS",
+    "PluginSpec",
+    "check_plugin",
+    "import_colossalai",
+    "make_plugin",
+]
 
 INSTALL_HINT = (
-    "pip install --no-deps colossalai==0.5.0 && pip install 'videosys-train[colossalai]' "
-    "(ColossalAI declares torch<=2.5.1; installing it without --no-deps replaces your torch)"
+    "pip install --no-deps colossalai==0.5.0, then from a VideoSys checkout "
+    "pip install './packages/videosys-train[colossalai]' (ColossalAI declares torch<=2.5.1; installing it "
+    "without --no-deps replaces your torch; see the videosys-train README)"
 )
 
 
+OPTIONAL_KERNEL_WARNINGS = r"Please install (apex|the latest tensornvme)"
+"""ColossalAI's import-time notes on optional CUDA kernels (apex, TensorNVMe) it does without: nothing to act on."""
+
+
 def import_colossalai() -> Any:
-    """Import ColossalAI on first use, with an error that says how to install it."""
+    """Import ColossalAI on first use, with an error that says how to install it, without its kernel notes."""
     try:
-        import colossalai
-        from colossalai.booster import Booster  # noqa: F401
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=OPTIONAL_KERNEL_WARNINGS)
+            import colossalai
+            from colossalai.booster import Booster  # noqa: F401
     except ImportError as err:
         raise ImportError(f"videosys-train needs ColossalAI for its Booster: {INSTALL_HINT}. ({err})") from err
     return colossalai

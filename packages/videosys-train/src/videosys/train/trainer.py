@@ -21,19 +21,26 @@ from torch.utils.data import DataLoader
 from .checkpoint import (
     RUNNING_STATES,
     checkpoint_name,
-    latest_checkpoint,
     load_rng_state,
     prune_checkpoints,
+    resolve_resume,
     rng_state,
     write_atomically,
     write_json,
 )
-from .config import TrainConfig, validate
-from .data import LatentDataset, ResumableBatchSampler, VideoCaptionDataset, make_shapes_dataset
+from .config import ConfigError, TrainConfig, validate
+from .data import (
+    ImageFolderDataset,
+    LatentDataset,
+    ResumableBatchSampler,
+    VideoCaptionDataset,
+    make_shapes_dataset,
+    stream_seed,
+)
 from .ema import EMA
 from .encoders import build_text_encoder, build_vae
 from .mesh import ParallelMesh
-from .models import build_model
+from .models import DataShape, build_model, family_of
 from .objectives import DDPMObjective, GaussianDiffusion, Objective, RectifiedFlowObjective
 from .plugins import PLUGINS, make_plugin
 
@@ -127,14 +134,18 @@ class Trainer:
     # --- setup -------------------------------------------------------------------------------
     def _build_data(self) -> None:
         data = self.config.data
-        if self.is_main and data.synthetic is not None and not Path(data.csv).is_file():
+        if self.is_main and data.csv and data.synthetic is not None and not Path(data.csv).is_file():
             s = data.synthetic
             make_shapes_dataset(Path(data.csv).parent, s.num_videos, s.frames, s.size, seed=self.config.seed)
         dist.barrier()
-        if data.precomputed:
+        if data.image_folder is not None:
+            self.dataset = ImageFolderDataset(data.image_folder, data.size)
+        elif data.precomputed:
             self.dataset = LatentDataset(data.csv)
         else:
             self.dataset = VideoCaptionDataset(data.csv, data.num_frames, data.frame_interval, data.size)
+        self.classes: list[str] | None = getattr(self.dataset, "classes", None)
+        """Class names in label order (class-conditional data), saved with every checkpoint for export."""
         self.sampler = ResumableBatchSampler(
             len(self.dataset), self.config.train.batch_size, self.config.seed, self.mesh.dp_rank, self.mesh.dp_size
         )
@@ -143,15 +154,21 @@ class Trainer:
         from colossalai.booster import Booster
 
         c = self.config
-        factor = self.objective.out_channels_factor
-        model = build_model(
-            c.model,
-            in_channels=self.vae.latent_channels,
-            num_frames=c.data.num_frames,
+        self.family = family_of(c.model)
+        if self.family.conditioning == "class" and self.classes is None:
+            raise ConfigError(
+                f"{c.data.csv} holds no class names ({c.model.name} is class-conditional): preprocess "
+                "an image folder with videosys-train-preprocess, which writes classes.json beside it"
+            )
+        shape = DataShape(
+            latent_channels=self.vae.latent_channels,
             sample_size=c.data.size // self.vae.spatial_factor,
+            num_frames=c.data.num_frames,
+            out_factor=self.objective.out_channels_factor,
             caption_dim=self.text_encoder.dim,
-            learn_sigma=factor == 2,
+            num_classes=len(self.classes) if self.classes else None,
         )
+        model = build_model(c.model, shape)
         model.gradient_checkpointing = c.train.gradient_checkpointing
         if self.mesh.sp_size > 1:
             from videosys.dsp import parallelize
@@ -183,12 +200,27 @@ class Trainer:
         return self.model.unwrap()
 
     # --- one step ----------------------------------------------------------------------------
-    def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if "latents" in batch:
-            return batch["latents"].to(self.device), batch["text"].to(self.device), batch["text_mask"].to(self.device)
-        x0 = self.vae.encode(batch["video"].to(self.device))
-        text, mask = self.text_encoder.encode(batch["caption"])
-        return x0, text.to(self.device), mask.to(self.device)
+    def _inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The clean latents and the model's conditioning arguments: ``(text, mask)`` or ``(labels,)``.
+
+        Class-conditional models get ``(B, C, H, W)`` latents (images, T == 1) and their labels, each
+        replaced by the null class with probability ``model.class_dropout`` (drawn from the sample's seed).
+        """
+        x0 = batch["latents"] if "latents" in batch else self.vae.encode(batch["video"].to(self.device))
+        x0 = x0.to(self.device)
+        if self.family.conditioning == "class":
+            drop = [
+                torch.rand((), generator=torch.Generator().manual_seed(stream_seed(seed, 1))).item()
+                < self.config.model.class_dropout
+                for seed in batch["seed"].tolist()
+            ]
+            labels = torch.where(torch.tensor(drop), self.unwrapped.null_class, batch["label"])
+            return x0[:, :, 0], (labels.to(self.device),)
+        if "text" in batch:
+            text, mask = batch["text"], batch["text_mask"]
+        else:
+            text, mask = self.text_encoder.encode(batch["caption"])
+        return x0, (text.to(self.device), mask.to(self.device))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_bf16:
@@ -197,9 +229,9 @@ class Trainer:
 
     def forward_backward(self, batch: dict[str, Any]) -> torch.Tensor:
         """This rank's loss on ``batch``, with its gradients averaged over all ranks (DDP)."""
-        x0, text, mask = self._inputs(batch)
+        x0, cond = self._inputs(batch)
         with self._autocast():
-            terms = self.objective(lambda xt, t: self.model(xt, t, text, mask), x0, batch["seed"])
+            terms = self.objective(lambda xt, t: self.model(xt, t, *cond), x0, batch["seed"])
             loss = terms.loss.mean()
         self.booster.backward(loss, self.optimizer)
         return loss.detach()
@@ -250,6 +282,7 @@ class Trainer:
                     "world_size": self.mesh.world_size,
                     "sp_size": self.mesh.sp_size,
                     "config": self.config.to_dict(),
+                    "classes": self.classes,
                 }
                 write_json(folder / RUNNING_STATES, states)
 
@@ -301,10 +334,8 @@ class Trainer:
         c = self.config
         epoch, step_in_epoch, global_step = 0, 0, 0
         result = TrainResult()
-        if resume is not None:
-            path = latest_checkpoint(c.checkpoint_dir) if str(resume) == "latest" else Path(resume)
-            if path is None:
-                raise FileNotFoundError(f"--resume latest: no complete checkpoint under {c.checkpoint_dir}")
+        path = resolve_resume(c.checkpoint_dir, resume)
+        if path is not None:
             epoch, step_in_epoch, global_step = self.load(path)
         if step_in_epoch == self.sampler.steps_per_epoch:
             epoch, step_in_epoch = epoch + 1, 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from torch.utils.data import Dataset
 
 from videosys.core.io import load_video
 
-__all__ = ["IMAGE_SUFFIXES", "LatentDataset", "VideoCaptionDataset", "read_rows", "resize_crop"]
+__all__ = ["CLASSES_FILE", "IMAGE_SUFFIXES", "LatentDataset", "VideoCaptionDataset", "read_rows", "resize_crop"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+CLASSES_FILE = "classes.json"
+"""Beside preprocessed class-labelled latents: the class names, in label order."""
 
 
 def read_rows(csv_path: str | os.PathLike, required: tuple[str, ...] = ("path", "caption")) -> list[dict[str, str]]:
@@ -95,13 +98,16 @@ class VideoCaptionDataset(Dataset):
 
 
 class LatentDataset(Dataset):
-    """Precomputed latents and caption embeddings (written by ``videosys-train-preprocess``).
+    """Precomputed latents with caption embeddings or class labels (written by ``videosys-train-preprocess``).
 
-    Each CSV row's ``latent`` file holds ``{"latents": (C, T, H, W), "text": (L, D), "text_mask": (L,)}``.
+    Each CSV row's ``latent`` file holds ``{"latents": (C, T, H, W), "text": (L, D), "text_mask": (L,)}`` or
+    ``{"latents": ..., "label": ()}``; ``classes.json`` beside a labelled CSV lists the class names.
     """
 
     def __init__(self, csv_path: str | os.PathLike) -> None:
         self.rows = read_rows(csv_path, required=("latent", "caption"))
+        names = Path(csv_path).with_name(CLASSES_FILE)
+        self.classes: list[str] | None = json.loads(names.read_text()) if names.is_file() else None
 
     def __len__(self) -> int:
         return len(self.rows)

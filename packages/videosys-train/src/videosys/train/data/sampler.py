@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["ResumableBatchSampler", "sample_seed"]
+__all__ = ["ResumableBatchSampler", "sample_seed", "stream_seed"]
 
 _MIX = 1_000_003
 
@@ -15,6 +15,11 @@ _MIX = 1_000_003
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """The seed of one sample's random draws (frame offset, timestep, noise) in one epoch."""
     return ((seed * _MIX + epoch) * _MIX + index) % (2**63 - 1)
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """A seed for draw ``stream`` of one sample (flip, label dropout), independent of its timestep-and-noise draws."""
+    return (seed * _MIX + stream + 1) % (2**63 - 1)
 
 
 class ResumableBatchSampler(Sampler[list[tuple[int, int]]]):
