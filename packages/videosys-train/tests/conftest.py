@@ -47,3 +47,23 @@ def tiny():
 @pytest.fixture
 def make_config(tmp_path):
     return lambda *overrides: tiny_config(tmp_path, *overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_vae():
+    """``tiny_vae(diffusers)``: a small random ``AutoencoderKL`` (4 latent channels, 2x downsampling)."""
+
+    def build(diffusers):
+        torch.manual_seed(0)
+        return diffusers.AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            block_out_channels=(8, 16),
+            latent_channels=4,
+            norm_num_groups=4,
+            layers_per_block=1,
+        )
+
+    return build

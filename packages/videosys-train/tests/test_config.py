@@ -94,3 +94,17 @@ def test_yaml_numbers_without_a_dot_are_read_as_floats():
     assert load_config(None, ["optim.lr=1e-4"]).optim.lr == 1e-4
     with pytest.raises(ConfigError, match="optim.lr='fast' is not a number"):
         load_config(None, ["optim.lr=fast"])
+
+
+def test_unknown_model_family_and_size_name_what_exists(make_config):
+    with pytest.raises(ConfigError, match=r"model.name='sora' is not a trainable model family; expected one of "):
+        validate(make_config("model.name=sora"), world_size=1, device="cpu")
+    with pytest.raises(
+        ConfigError, match=r"model.size='XXL/9' is not a size of latte; expected one of \['XL/2', 'tiny'\]"
+    ):
+        validate(make_config("model.size=XXL/9"), world_size=1, device="cpu")
+
+
+def test_a_class_conditional_model_needs_an_image_folder(make_config):
+    with pytest.raises(ConfigError, match="model 'dit' is class-conditional: give data.image_folder"):
+        validate(make_config("model.name=dit"), world_size=1, device="cpu")

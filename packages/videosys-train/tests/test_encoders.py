@@ -18,23 +18,9 @@ def test_hash_text_encoder_is_deterministic_and_masks_padding():
     assert emb[1, 3:].abs().sum() == 0
 
 
-def _tiny_vae(diffusers):
-    torch.manual_seed(0)
-    return diffusers.AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        latent_channels=4,
-        norm_num_groups=4,
-        layers_per_block=1,
-    )
-
-
-def test_diffusers_vae_encodes_each_frame_with_the_posterior_mean(tmp_path):
+def test_diffusers_vae_encodes_each_frame_with_the_posterior_mean(tmp_path, tiny_vae):
     diffusers = pytest.importorskip("diffusers")
-    vae = _tiny_vae(diffusers)
+    vae = tiny_vae(diffusers)
     vae.save_pretrained(tmp_path / "vae")
     encoder = build_vae(EncoderConfig(kind="diffusers", path=str(tmp_path / "vae")))
     assert (encoder.latent_channels, encoder.spatial_factor) == (4, 2)
@@ -67,12 +53,12 @@ def test_t5_text_encoder_matches_the_model_with_its_mask(tmp_path):
     torch.testing.assert_close(emb[0, :3], direct, rtol=1e-5, atol=1e-5)
 
 
-def test_trainer_trains_in_the_latent_space_of_a_diffusers_vae(tiny, tmp_path):
+def test_trainer_trains_in_the_latent_space_of_a_diffusers_vae(tiny, tmp_path, tiny_vae):
     diffusers = pytest.importorskip("diffusers")
     pytest.importorskip("colossalai")
     from videosys.train.trainer import Trainer
 
-    _tiny_vae(diffusers).save_pretrained(tmp_path / "vae")
+    tiny_vae(diffusers).save_pretrained(tmp_path / "vae")
     trainer = Trainer(tiny(tmp_path, "vae.kind=diffusers", f"vae.path={tmp_path / 'vae'}", "train.steps=2"))
     result = trainer.fit()
     assert trainer.unwrapped.in_channels == 4 and trainer.unwrapped.sample_size == 4

@@ -43,9 +43,24 @@ def straight(tmp_path_factory, tiny):
 
 
 def test_tiny_config_learns(tiny, tmp_path):
-    result, _, _ = _run(tiny(tmp_path, "train.steps=30", "checkpoint.every=30", "optim.lr=3e-3"))
+    """The tiny config trains videosys.models' own Latte backbone, built by family name and size."""
+    from videosys.models import LatteTransformer
+
+    trainer = Trainer(tiny(tmp_path, "train.steps=30", "checkpoint.every=30", "optim.lr=3e-3"))
+    assert isinstance(trainer.unwrapped, LatteTransformer)
+    result = trainer.fit()
     first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
     assert last < 0.8 * first, result.losses
+
+
+def test_a_factory_is_called_with_its_kwargs_only(tiny, tmp_path):
+    """The ``package.module:factory`` escape hatch: no data-implied sizes are added to the factory's kwargs."""
+    kwargs = "{num_layers: 1, num_heads: 2, head_dim: 8, in_channels: 3, out_channels: 6, sample_size: 8, "
+    kwargs += "caption_channels: 32, video_length: 4}"
+    overrides = ("model.name=videosys.models:LatteTransformer", "model.size=null", f"model.kwargs={kwargs}")
+    trainer = Trainer(tiny(tmp_path, *overrides, "train.steps=2"))
+    assert trainer.unwrapped.dim == 16 and trainer.unwrapped.sample_size == 8
+    assert len(trainer.fit().losses) == 2
 
 
 def test_resume_continues_the_identical_trajectory(tiny, tmp_path, straight):

@@ -9,13 +9,12 @@ and exit status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from importlib import resources
 from pathlib import Path
 
 from .checkpoint import resolve_resume
-from .config import ConfigError, TrainConfig, load_config
+from .config import ConfigError, TrainConfig, load_config, validate
 
 __all__ = ["CONFIGS", "TINY_CONFIG", "main"]
 
@@ -45,21 +44,44 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     return load_config(Path(args.config), args.override)
 
 
+def _agreed(error: str | None) -> str | None:
+    """The first error any rank hit (None if none): every rank learns it, so all stop together and rank 0 tells."""
+    import torch.distributed as dist
+
+    errors: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(errors, error)
+    rank, first = next(((r, e) for r, e in enumerate(errors) if e is not None), (0, None))
+    return first if rank == 0 or first is None else f"rank {rank}: {first}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if (args.config is None) == (not args.tiny):
         _parser().error("give either a CONFIG file or --tiny")
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    try:
-        config = _config(args)
-        resume = resolve_resume(config.checkpoint_dir, args.resume)  # every rank sees the same files
-        from .trainer import Trainer
+    import torch
+    import torch.distributed as dist
 
+    from .trainer import Trainer, init_distributed
+
+    owns_group = init_distributed()
+    is_main = dist.get_rank() == 0
+    try:
+        error = None
+        try:  # everything that can fail without a model, checked on every rank before any rank builds one
+            config = _config(args)
+            resume = resolve_resume(config.checkpoint_dir, args.resume)
+            validate(config, dist.get_world_size(), "cuda" if torch.cuda.is_available() else "cpu")
+        except ConfigError as err:
+            error = str(err)
+        error = _agreed(error)
+        if error is not None:
+            if is_main:
+                print(f"videosys-train: config error: {error}", file=sys.stderr)
+            return 2
         result = Trainer(config).fit(resume)
-    except ConfigError as err:
-        if is_main:
-            print(f"videosys-train: config error: {err}", file=sys.stderr)
-        return 2
+    finally:
+        if owns_group and dist.is_initialized():
+            dist.destroy_process_group()
     if result.checkpoint is not None and is_main:
         print(f"trained to step {result.global_step}; last checkpoint {result.checkpoint}")
     return 0

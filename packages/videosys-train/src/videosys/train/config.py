@@ -70,6 +70,8 @@ class DataConfig:
     """``path,caption`` rows (videos or images), or the ``latent`` rows ``videosys-train-preprocess`` writes."""
     image_folder: str | None = None
     """``root/<class>/*.png|jpg``: class-labelled images for a class-conditional model (DiT), instead of ``csv``."""
+    flip: bool = True
+    """Image folders: mirror each image with probability 1/2, drawn from the sample's seed (DiT's augmentation)."""
     precomputed: bool = False
     num_frames: int = 16
     frame_interval: int = 3

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +12,7 @@ from .config import ConfigError
 
 __all__ = [
     "INSTALL_HINT",
-    "OPTIONAL_KERNEL_WARNINGS",
+    "COLOSSALAI_NOISE",
     "PLUGINS",
     "PluginSpec",
     "check_plugin",
@@ -25,15 +27,24 @@ INSTALL_HINT = (
 )
 
 
-OPTIONAL_KERNEL_WARNINGS = r"Please install (apex|the latest tensornvme)"
-"""ColossalAI's import-time notes on optional CUDA kernels (apex, TensorNVMe) it does without: nothing to act on."""
+COLOSSALAI_NOISE = (r"Please install (apex|the latest tensornvme)", r"`broadcast_buffers` is deprecated")
+"""Warnings ColossalAI raises that a user cannot act on: its notes on optional CUDA kernels (apex, TensorNVMe)
+it does without, and torch's deprecation of a DDP argument ColossalAI passes."""
+
+
+@contextlib.contextmanager
+def quiet_colossalai() -> Iterator[None]:
+    """Silence :data:`COLOSSALAI_NOISE` (and only it) inside the block."""
+    with warnings.catch_warnings():
+        for message in COLOSSALAI_NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 def import_colossalai() -> Any:
     """Import ColossalAI on first use, with an error that says how to install it, without its kernel notes."""
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=OPTIONAL_KERNEL_WARNINGS)
+        with quiet_colossalai():
             import colossalai
             from colossalai.booster import Booster  # noqa: F401
     except ImportError as err:

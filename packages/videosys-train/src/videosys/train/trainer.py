@@ -42,7 +42,7 @@ from .encoders import build_text_encoder, build_vae
 from .mesh import ParallelMesh
 from .models import DataShape, build_model, family_of
 from .objectives import DDPMObjective, GaussianDiffusion, Objective, RectifiedFlowObjective
-from .plugins import PLUGINS, make_plugin
+from .plugins import PLUGINS, make_plugin, quiet_colossalai
 
 __all__ = ["Trainer", "TrainResult", "build_objective", "init_distributed"]
 
@@ -139,7 +139,7 @@ class Trainer:
             make_shapes_dataset(Path(data.csv).parent, s.num_videos, s.frames, s.size, seed=self.config.seed)
         dist.barrier()
         if data.image_folder is not None:
-            self.dataset = ImageFolderDataset(data.image_folder, data.size)
+            self.dataset = ImageFolderDataset(data.image_folder, data.size, data.flip)
         elif data.precomputed:
             self.dataset = LatentDataset(data.csv)
         else:
@@ -189,7 +189,10 @@ class Trainer:
         self.autocast_bf16 = c.train.precision == "bf16" and not spec.owns_precision
         booster_fp16 = c.train.precision == "fp16" and not spec.owns_precision
         self.booster = Booster(plugin=plugin, mixed_precision="fp16" if booster_fp16 else None)
-        self.model, self.optimizer, _, _, self.scheduler = self.booster.boost(model, optimizer, lr_scheduler=scheduler)
+        with quiet_colossalai():
+            self.model, self.optimizer, _, _, self.scheduler = self.booster.boost(
+                model, optimizer, lr_scheduler=scheduler
+            )
 
     def _count_tokens(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
         _, t, s, _ = args[0].shape
