@@ -81,15 +81,25 @@ def install_colossalai(session: nox.Session) -> None:
     session.install("--no-deps", COLOSSALAI)
 
 
+def readme_install_commands(readme: Path) -> list[list[str]]:
+    """The commands of the README's install block (the ``bash`` block after ``## Install``), comments dropped."""
+    text = readme.read_text()
+    block = text.split("## Install", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [words for line in block.splitlines() if (words := shlex.split(line, comments=True))]
+
+
 @nox.session
 def train(session: nox.Session) -> None:
-    """videosys-train on ColossalAI, installed as its README tells a user with a current torch.
+    """videosys-train on ColossalAI, installed by running its README's install commands as written.
 
-    ColossalAI 0.5.0 declares ``torch<=2.5.1``: it goes in with ``--no-deps`` after torch, and the
-    ``[colossalai]`` extra brings what it imports, at its pins; diffusers (at ColossalAI's pin) for the VAE tests.
+    ColossalAI 0.5.0 declares ``torch<=2.5.1``: the README installs torch (ours, pinned first here), then
+    ColossalAI with ``--no-deps``, then the VideoSys packages with the ``[colossalai]`` extra, which brings what
+    ColossalAI imports at its pins (transformers 4.51.3, diffusers 0.29.0), under which videosys-models runs.
     """
-    install(session, pkg("core", "test"), pkg("dsp"), pkg("train", "colossalai,test"), "diffusers==0.29.0")
-    install_colossalai(session)
+    session.install(*TORCH_SPEC)
+    for command in readme_install_commands(PACKAGES / "videosys-train" / "README.md"):
+        session.run(*command)
+    session.install("pytest>=7.4")
     session.run(*PYTEST, "packages/videosys-train/tests", *session.posargs)
 
 
@@ -97,11 +107,11 @@ def train(session: nox.Session) -> None:
 def train_gpu(session: nox.Session) -> None:
     """videosys-train's GPU-only plugins (ZeRO, Gemini, FSDP) and precisions, and its throughput benchmark.
 
-    Separate from ``gpu``: ColossalAI's pins (transformers 4.51.3, diffusers 0.29.0) clash with videosys-models'.
+    Separate from ``gpu``: ColossalAI's pins (transformers 4.51.3, diffusers 0.29.0) replace the current ones.
     """
     if shutil.which("nvidia-smi") is None:
         session.skip("no CUDA GPU here (nvidia-smi not found): the train_gpu session runs only on CUDA machines")
-    install(session, pkg("core", "test"), pkg("dsp"), pkg("train", "colossalai,test"), "diffusers==0.29.0")
+    install(session, pkg("core"), pkg("dsp"), pkg("models"), pkg("train", "colossalai,test"))
     install_colossalai(session)
     session.run("pytest", "-q", "-m", "gpu", "packages/videosys-train/tests", *session.posargs)
     session.run("python", str(ROOT / "benchmarks" / "train_throughput.py"))
