@@ -1,4 +1,4 @@
-"""Training throughput of a small Latte-shaped model: 1 rank vs 2 data-parallel gloo ranks vs 2 DSP ranks,
+"""Training throughput of a small Latte (LatteTransformer): 1 rank vs 2 data-parallel gloo ranks vs 2 DSP ranks,
 and gradient checkpointing off vs on with the memory peak.
 
     python benchmarks/train_throughput.py [--steps 8] [--frames 16] [--size 32] [--width 128] [--repeats 1]
@@ -111,7 +111,7 @@ def main() -> None:
         "data.synthetic.num_videos=64",
         f"data.synthetic.frames={args.frames}",
         f"data.synthetic.size={args.size}",
-        f"model.kwargs={{hidden_size: {args.width}, depth: {args.depth}, num_heads: 4, patch_size: 2}}",
+        f"model.kwargs={{num_layers: {args.depth}, num_heads: 4, head_dim: {args.width // 4}, patch_size: 2}}",
     ]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
     tokens = args.frames * (args.size // 2) ** 2

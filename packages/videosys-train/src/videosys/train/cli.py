@@ -10,17 +10,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from .checkpoint import resolve_resume
 from .config import ConfigError, TrainConfig, load_config, validate
 
-__all__ = ["CONFIGS", "TINY_CONFIG", "main"]
+__all__ = ["CONFIGS", "TINY_CONFIG", "main", "run_tool"]
 
 CONFIGS = resources.files("videosys.train") / "configs"
 """The packaged configs: ``tiny.yaml`` (Latte, CPU), ``dit_tiny.yaml`` (DiT, CPU), ``dit_xl2_imagenet256.yaml``."""
 TINY_CONFIG = CONFIGS / "tiny.yaml"
+
+
+def run_tool(prog: str, make: Callable[[], Path]) -> int:
+    """Run a single-process tool that writes ``make()``'s path: a :class:`ConfigError` is one line and status 2."""
+    try:
+        path = make()
+    except ConfigError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:

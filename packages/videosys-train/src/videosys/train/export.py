@@ -192,19 +192,15 @@ def export_dit(checkpoint: str | os.PathLike, out: str | os.PathLike, vae: str |
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="videosys-train-export",
-        description="Export a trained DiT for `videosys generate --model dit --weights OUT --class NAME`.",
+        description="Export a trained DiT as a folder videosys.models.load('dit', OUT) reads.",
     )
     parser.add_argument("checkpoint", help="a checkpoint folder, or the checkpoints folder (takes the latest)")
     parser.add_argument("--out", required=True, type=Path, help="the folder to write")
     parser.add_argument("--vae", type=Path, help="the VAE folder, if not the one the run recorded")
     args = parser.parse_args(argv)
-    try:
-        path = export_dit(args.checkpoint, args.out, args.vae)
-    except ConfigError as err:
-        print(f"videosys-train-export: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+    from .cli import run_tool
+
+    return run_tool("videosys-train-export", lambda: export_dit(args.checkpoint, args.out, args.vae))
 
 
 if __name__ == "__main__":

@@ -52,23 +52,20 @@ class Family:
         return getattr(importlib.import_module(module), name)
 
 
-def _latte_implied(shape: DataShape) -> dict[str, int]:
+def _latents(shape: DataShape) -> dict[str, int]:
     return {
         "in_channels": shape.latent_channels,
         "out_channels": shape.latent_channels * shape.out_factor,
         "sample_size": shape.sample_size,
-        "video_length": shape.num_frames,
-        "caption_channels": shape.caption_dim,
     }
+
+
+def _latte_implied(shape: DataShape) -> dict[str, int]:
+    return {**_latents(shape), "video_length": shape.num_frames, "caption_channels": shape.caption_dim}
 
 
 def _dit_implied(shape: DataShape) -> dict[str, int]:
-    return {
-        "in_channels": shape.latent_channels,
-        "out_channels": shape.latent_channels * shape.out_factor,
-        "sample_size": shape.sample_size,
-        "num_classes": shape.num_classes,
-    }
+    return {**_latents(shape), "num_classes": shape.num_classes}
 
 
 FAMILIES: dict[str, Family] = {

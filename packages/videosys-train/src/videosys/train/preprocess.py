@@ -75,13 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--override", "-o", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    try:
-        path = preprocess(args.config, args.out, args.override)
-    except ConfigError as err:
-        print(f"videosys-train-preprocess: config error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+    from .cli import run_tool
+
+    return run_tool("videosys-train-preprocess", lambda: preprocess(args.config, args.out, args.override))
 
 
 if __name__ == "__main__":
