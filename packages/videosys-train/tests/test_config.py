@@ -108,3 +108,11 @@ def test_unknown_model_family_and_size_name_what_exists(make_config):
 def test_a_class_conditional_model_needs_an_image_folder(make_config):
     with pytest.raises(ConfigError, match="model 'dit' is class-conditional: give data.image_folder"):
         validate(make_config("model.name=dit"), world_size=1, device="cpu")
+
+
+def test_preprocessed_latents_for_a_class_conditional_model_need_their_class_names(make_config, tmp_path):
+    latents = tmp_path / "latents.csv"
+    latents.write_text("latent,caption\n")
+    config = make_config("model.name=dit", f"data.csv={latents}", "data.precomputed=true", "data.synthetic=null")
+    with pytest.raises(ConfigError, match=f"{latents} has no classes.json beside it"):
+        validate(config, world_size=1, device="cpu")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from torch import nn
@@ -19,6 +20,7 @@ from torch import nn
 from videosys.core import check_backbone
 
 from .config import ConfigError, DataConfig, ModelConfig
+from .data import CLASSES_FILE
 
 __all__ = ["FAMILIES", "DataShape", "Family", "build_model", "check_model", "family_of", "model_kwargs"]
 
@@ -122,6 +124,11 @@ def check_model(config: ModelConfig, data: DataConfig) -> None:
         raise ConfigError(
             f"model {config.name!r} is class-conditional: give data.image_folder (root/<class>/*.png), "
             "or preprocessed latents of one (data.precomputed=true)"
+        )
+    if family.conditioning == "class" and data.precomputed and not Path(data.csv).with_name(CLASSES_FILE).is_file():
+        raise ConfigError(
+            f"{data.csv} has no {CLASSES_FILE} beside it, so its class names are unknown ({config.name!r} is "
+            "class-conditional): preprocess the image folder with videosys-train-preprocess, which writes it"
         )
     if family.conditioning == "text" and data.image_folder is not None:
         raise ConfigError(

@@ -28,7 +28,7 @@ from .checkpoint import (
     write_atomically,
     write_json,
 )
-from .config import ConfigError, TrainConfig, validate
+from .config import TrainConfig, validate
 from .data import (
     ImageFolderDataset,
     LatentDataset,
@@ -155,11 +155,6 @@ class Trainer:
 
         c = self.config
         self.family = family_of(c.model)
-        if self.family.conditioning == "class" and self.classes is None:
-            raise ConfigError(
-                f"{c.data.csv} holds no class names ({c.model.name} is class-conditional): preprocess "
-                "an image folder with videosys-train-preprocess, which writes classes.json beside it"
-            )
         shape = DataShape(
             latent_channels=self.vae.latent_channels,
             sample_size=c.data.size // self.vae.spatial_factor,
