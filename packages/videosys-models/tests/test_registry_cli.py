@@ -14,7 +14,7 @@ from videosys.models.cli import main
 
 
 def test_registry_names_and_defaults():
-    assert list_models() == ["dit-xl-2-256", "dit-xl-2-512", "latte"]
+    assert list_models() == ["dit", "dit-xl-2-256", "dit-xl-2-512", "latte"]
     latte = get_model("Latte")
     assert dict(latte.defaults) == {
         "num_frames": 16,
@@ -25,10 +25,11 @@ def test_registry_names_and_defaults():
     }
     assert latte.pipeline_class().__name__ == "LattePipeline"
     assert get_model("dit-xl-2-512").sample_size == 64
+    assert get_model("dit").sample_size is None  # any size: the folders videosys-train-export writes
 
 
 def test_unknown_model_lists_known_ones():
-    expected = "unknown model 'sora'; known models: dit-xl-2-256, dit-xl-2-512, latte"
+    expected = "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte"
     with pytest.raises(UnknownModelError, match=expected):
         get_model("sora")
 
@@ -92,7 +93,7 @@ def test_cli_unknown_model_and_bad_output(latte_folder, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["generate", "--model", "sora", "--path", str(tmp_path), "--prompt", "x", "--out", "x.mp4"])
     assert exit_info.value.code == 2
-    assert "known models: dit-xl-2-256, dit-xl-2-512, latte" in capsys.readouterr().err
+    assert "known models: dit, dit-xl-2-256, dit-xl-2-512, latte" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["generate", "--model", "latte", "--path", str(latte_folder), "--prompt", "x", "--out", "x.png"])
     assert "--out must end in .mp4 or .gif" in capsys.readouterr().err
