@@ -155,3 +155,17 @@ def test_export_refuses_a_text_to_video_run(tiny, tmp_path):
     result = Trainer(tiny(tmp_path, "train.steps=2")).fit()
     assert export([str(result.checkpoint), "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_class_dropout_swaps_labels_for_the_null_class_by_each_samples_seed(straight, monkeypatch):
+    _, trainer = straight
+    monkeypatch.setattr(trainer.config.model, "class_dropout", 0.5)
+    batch = {
+        "latents": torch.zeros(64, 4, 1, 8, 8),
+        "label": torch.zeros(64, dtype=torch.long),
+        "seed": torch.arange(64),
+    }
+    x0, (labels,) = trainer._inputs(batch)
+    assert x0.shape == (64, 4, 8, 8)
+    assert torch.equal(labels, trainer._inputs(batch)[1][0])  # the same seeds drop the same samples
+    assert set(labels.tolist()) == {0, trainer.unwrapped.null_class} and 16 < int((labels == 3).sum()) < 48
