@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,21 @@ def test_preprocessed_latents_for_a_class_conditional_model_need_their_class_nam
     config = make_config("model.name=dit", f"data.csv={latents}", "data.precomputed=true", "data.synthetic=null")
     with pytest.raises(ConfigError, match=f"{latents} has no classes.json beside it"):
         validate(config, world_size=1, device="cpu")
+
+
+def test_the_packaged_dit_xl2_config_is_the_seeds_imagenet_run_and_validates_on_gpu(tmp_path):
+    """REFERENCES: DiT-XL/2, ImageNet 256, lr 1e-4, EMA 0.9999, ZeRO-2 bf16 with max_norm 1.0, DDPM learned sigma."""
+    from videosys.train.cli import CONFIGS
+
+    (tmp_path / "images" / "n01440764").mkdir(parents=True)
+    (tmp_path / "vae").mkdir()
+    overrides = [f"data.image_folder={tmp_path / 'images'}", f"vae.path={tmp_path / 'vae'}"]
+    config = load_config(Path(str(CONFIGS / "dit_xl2_imagenet256.yaml")), overrides)
+    assert (config.model.name, config.model.size, config.data.size) == ("dit", "XL/2", 256)
+    assert (config.optim.lr, config.ema.decay, config.optim.grad_clip) == (1e-4, 0.9999, 1.0)
+    assert (config.parallel.plugin, config.train.precision) == ("low_level_zero", "bf16")
+    assert (config.objective.kind, config.objective.learn_sigma, config.objective.num_timesteps) == ("ddpm", True, 1000)
+    assert config.train.batch_size * 8 == 256  # the DiT paper's global batch on 8 GPUs
+    validate(config, world_size=8, device="cuda")
+    with pytest.raises(ConfigError, match="vae.path=None is not a folder"):
+        validate(load_config(Path(str(CONFIGS / "dit_xl2_imagenet256.yaml")), overrides[:1]), 8, "cuda")
