@@ -132,3 +132,19 @@ def test_wrong_folder_and_frame_count_are_explained(tmp_path):
         load(tmp_path)
     with pytest.raises(ValueError, match="num_frames=30 encodes to 9 latent frames, but the latents have 6"):
         load().decode(torch.zeros(1, 4, 6, 4, 6), num_frames=30)
+
+
+def test_config_fields_are_required_and_null_micro_frames_mean_whole_videos(tmp_path, io):
+    folder = tmp_path / "vae"
+    shutil.copytree(FIXTURE, folder)
+    meta = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**meta, "micro_frame_size": None}))
+    vae = load(folder)
+    assert vae.latent_frames(20) == 5 and vae.latent_frames(51) == 13
+    with torch.no_grad():
+        assert vae.encode(io["video"], sample=False).shape == (2, 4, 5, 4, 6)
+        assert vae.decode(io["latents"][:, :, :5], num_frames=20).shape == (2, 3, 20, 8, 12)
+    del meta["shift"]
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="lacks shift"):
+        load(folder)

@@ -57,8 +57,8 @@ class OpenSoraVAEConfig:
     """diffusers ``AutoencoderKL`` config of the per-frame VAE."""
     temporal: TemporalVAEConfig = field(default_factory=TemporalVAEConfig)
     """The temporal VAE's shape."""
-    micro_frame_size: int = 17
-    """Frames per independently encoded micro-clip (17 frames -> 5 latent frames)."""
+    micro_frame_size: int | None = 17
+    """Frames per independently encoded micro-clip (17 frames -> 5 latent frames); ``None``: the whole video."""
     micro_batch_size: int | None = 4
     """Frames the 2-D VAE processes at once (``None``: all); results do not depend on it."""
     shift: tuple[float, ...] = (-0.10, 0.34, 0.27, 0.98)
@@ -72,7 +72,7 @@ class OpenSoraVAEConfig:
             raise ValueError(
                 f"shift and scale need one value per latent channel ({channels}), got {self.shift} and {self.scale}"
             )
-        if self.micro_frame_size < 1:
+        if self.micro_frame_size is not None and self.micro_frame_size < 1:
             raise ValueError(f"micro_frame_size must be >= 1, got {self.micro_frame_size}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be None or >= 1, got {self.micro_batch_size}")
@@ -137,15 +137,14 @@ class OpenSoraVAE(nn.Module):
     def out_channels(self) -> int:
         return self.config.temporal.latent_channels
 
-    @property
-    def micro_latent_frames(self) -> int:
-        """Latent frames per micro-clip (5 for 17 frames)."""
-        return self.temporal_vae.latent_frames(self.config.micro_frame_size)
+    def _clip_frames(self, num_frames: int) -> list[int]:
+        """Frames of each micro-clip of a ``num_frames`` video (the last one may be shorter)."""
+        micro = self.config.micro_frame_size or num_frames
+        return [min(micro, num_frames - start) for start in range(0, num_frames, micro)]
 
     def latent_frames(self, num_frames: int) -> int:
-        """Latent frames of a ``num_frames`` video: whole micro-clips plus the compressed remainder (51 -> 15)."""
-        whole, rest = divmod(num_frames, self.config.micro_frame_size)
-        return whole * self.micro_latent_frames + (self.temporal_vae.latent_frames(rest) if rest else 0)
+        """Latent frames of a ``num_frames`` video: each micro-clip compressed on its own (51 -> 3 x 5 = 15)."""
+        return sum(self.temporal_vae.latent_frames(frames) for frames in self._clip_frames(num_frames))
 
     def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """``(C, T', h, w)`` of the latents of a ``num_frames x height x width`` video."""
@@ -182,11 +181,11 @@ class OpenSoraVAE(nn.Module):
                 f"but the latents have {z.shape[2]}"
             )
         z = z * self.scale.to(z.dtype) + self.shift.to(z.dtype)
-        step, micro = self.micro_latent_frames, self.config.micro_frame_size
-        clips = [
-            self.temporal_vae.decode(z[:, :, start : start + step], min(micro, num_frames - i * micro))
-            for i, start in enumerate(range(0, z.shape[2], step))
-        ]
+        clips, start = [], 0
+        for frames in self._clip_frames(num_frames):
+            length = self.temporal_vae.latent_frames(frames)
+            clips.append(self.temporal_vae.decode(z[:, :, start : start + length], frames))
+            start += length
         return self.spatial_vae.decode(torch.cat(clips, dim=2))
 
     @classmethod
@@ -202,11 +201,11 @@ class OpenSoraVAE(nn.Module):
     ) -> OpenSoraVAE:
         """Load an ``hpcai-tech/OpenSora-VAE-v1.2`` folder (``config.json`` + ``model.safetensors``).
 
-        Its ``config.json`` gives ``micro_frame_size``, ``shift`` and ``scale``; it names the 2-D VAE only
-        by hub id and the temporal VAE by type, so their shapes are the published ones unless ``vae_2d`` /
-        ``temporal`` say otherwise (tiny test models). Missing, unexpected or wrongly shaped weights raise
-        :class:`~videosys.models.loading.CheckpointError` naming them. ``shift``/``scale`` copies in the
-        weights file, if any, must agree with the config.
+        Its ``config.json`` gives ``micro_frame_size`` (null: whole videos), ``shift`` and ``scale``; it
+        names the 2-D VAE only by hub id and the temporal VAE by type, so their shapes are the published
+        ones unless ``vae_2d`` / ``temporal`` say otherwise (tiny test models). Missing, unexpected or
+        wrongly shaped weights raise :class:`~videosys.models.loading.CheckpointError` naming them.
+        ``shift``/``scale`` copies in the weights file, if any, must agree with the config.
         """
         from safetensors.torch import load_file
 
@@ -216,10 +215,15 @@ class OpenSoraVAE(nn.Module):
                 f"{folder}/config.json has model_type {meta.get('model_type')!r}, expected {CONFIG_TYPE!r} "
                 "(an hpcai-tech/OpenSora-VAE-v1.2 folder)"
             )
+        absent = [key for key in ("micro_frame_size", "shift", "scale") if key not in meta]
+        if absent:
+            raise CheckpointError(
+                f"{folder}/config.json lacks {', '.join(absent)} (an OpenSora-VAE-v1.2 config.json has them)"
+            )
         config = OpenSoraVAEConfig(
             vae_2d=dict(vae_2d or SDXL_VAE_CONFIG),
             temporal=temporal or TemporalVAEConfig(),
-            micro_frame_size=int(meta.get("micro_frame_size") or OpenSoraVAEConfig.micro_frame_size),
+            micro_frame_size=meta["micro_frame_size"],
             micro_batch_size=micro_batch_size,
             shift=tuple(float(v) for v in meta["shift"]),
             scale=tuple(float(v) for v in meta["scale"]),
