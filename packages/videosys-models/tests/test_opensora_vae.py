@@ -42,37 +42,42 @@ def io() -> dict[str, torch.Tensor]:
     return load_file(FIXTURE / "io.safetensors")
 
 
-def test_encode_equals_original(io):
+@pytest.fixture(scope="module")
+def vae() -> OpenSoraVAE:
+    """The fixture folder loaded once (tests that change it load their own)."""
+    return load()
+
+
+def test_encode_equals_original(io, vae):
     """Same seed, same draws: both posteriors are sampled as the original samples them."""
     with safe_open(FIXTURE / "io.safetensors", "pt") as stored:
         seed = int(stored.metadata()["encode_seed"])
     with torch.no_grad():
-        encoded = load().encode(io["video"], generator=torch.Generator().manual_seed(seed))
+        encoded = vae.encode(io["video"], generator=torch.Generator().manual_seed(seed))
     torch.testing.assert_close(encoded, io["encoded"], rtol=1e-5, atol=1e-5)
 
 
-def test_decode_equals_original(io):
+def test_decode_equals_original(io, vae):
     frames = io["video"].shape[2]
     with torch.no_grad():
-        decoded = load().decode(io["latents"], num_frames=frames)
+        decoded = vae.decode(io["latents"], num_frames=frames)
     torch.testing.assert_close(decoded, io["decoded"], rtol=1e-5, atol=1e-5)
 
 
 def test_micro_batched_2d_vae_equals_one_go(io):
-    """The 2-D VAE's frame micro-batches (3, not dividing 40 frames) change nothing but memory."""
-    frames = io["video"].shape[2]
+    """The 2-D VAE's frame micro-batches (3, not dividing 20 frames) change nothing but memory."""
+    frames, latents = io["video"].shape[2], io["latents"][:1]
     vae = load(micro_batch_size=3)
     with torch.no_grad():
-        chunked = vae.decode(io["latents"], num_frames=frames), vae.encode(io["video"], sample=False)
+        chunked = vae.decode(latents, num_frames=frames)
         vae.spatial_vae.micro_batch_size = None
-        whole = vae.decode(io["latents"], num_frames=frames), vae.encode(io["video"], sample=False)
+        whole = vae.decode(latents, num_frames=frames)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
 
 
-def test_micro_clips_decode_independently(io):
+def test_micro_clips_decode_independently(io, vae):
     """Decoding a long video clip by clip equals decoding each 17-frame micro-clip on its own."""
-    vae = load()
-    latents = io["latents"]
+    latents = io["latents"][:1]
     with torch.no_grad():
         full = vae.decode(latents, num_frames=20)
         first = vae.decode(latents[:, :, :5], num_frames=17)
@@ -81,10 +86,9 @@ def test_micro_clips_decode_independently(io):
     assert vae.latent_frames(51) == 15 and vae.latent_frames(20) == 6 and vae.latent_frames(1) == 1
 
 
-def test_official_folder_loads_every_key():
+def test_official_folder_loads_every_key(vae):
     """The folder the original's save_pretrained wrote loads with nothing missing or left over."""
     stored = load_file(FIXTURE / "model.safetensors")
-    vae = load()
     assert set(vae.state_dict()) == set(stored) - {"shift", "scale"}
     assert any(k.startswith("spatial_vae.module.") for k in stored)
     assert any(k.startswith("temporal_vae.encoder.") for k in stored)
@@ -126,12 +130,12 @@ def test_normalisation_must_agree_with_config(tmp_path):
         load(folder)
 
 
-def test_wrong_folder_and_frame_count_are_explained(tmp_path):
+def test_wrong_folder_and_frame_count_are_explained(tmp_path, vae):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5"}))
     with pytest.raises(CheckpointError, match="expected 'VideoAutoencoderPipeline'"):
         load(tmp_path)
     with pytest.raises(ValueError, match="num_frames=30 encodes to 9 latent frames, but the latents have 6"):
-        load().decode(torch.zeros(1, 4, 6, 4, 6), num_frames=30)
+        vae.decode(torch.zeros(1, 4, 6, 4, 6), num_frames=30)
 
 
 def test_config_fields_are_required_and_null_micro_frames_mean_whole_videos(tmp_path, io):
@@ -142,8 +146,8 @@ def test_config_fields_are_required_and_null_micro_frames_mean_whole_videos(tmp_
     vae = load(folder)
     assert vae.latent_frames(20) == 5 and vae.latent_frames(51) == 13
     with torch.no_grad():
-        assert vae.encode(io["video"], sample=False).shape == (2, 4, 5, 4, 6)
-        assert vae.decode(io["latents"][:, :, :5], num_frames=20).shape == (2, 3, 20, 8, 12)
+        assert vae.encode(io["video"][:1], sample=False).shape == (1, 4, 5, 4, 6)
+        assert vae.decode(io["latents"][:1, :, :5], num_frames=20).shape == (1, 3, 20, 8, 12)
     del meta["shift"]
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="lacks shift"):
