@@ -122,6 +122,16 @@ def tiny_t5(vocab_size: int, width: int):
     return T5EncoderModel(config).eval()
 
 
+@pytest.fixture
+def t5_folder(tmp_path):
+    """A tiny random T5 encoder and its tokenizer saved side by side, as ``DeepFloyd/t5-v1_1-xxl`` ships them."""
+    tokenizer = tiny_tokenizer()
+    folder = tmp_path / "t5"
+    tiny_t5(len(tokenizer), 16).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def tiny_vae():
     torch.manual_seed(0)
     return diffusers.AutoencoderKL(

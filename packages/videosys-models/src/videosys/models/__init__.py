@@ -9,7 +9,10 @@ diffusers and transformers on first use).
 from .loading import CheckpointError, load_backbone
 from .pab_defaults import LATTE_PAB, PABDefaults
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
+from .schedulers import RectifiedFlow
+from .text_encoders import T5TextEncoder
 from .transformers import DiTTransformer, LatteTransformer
+from .vae import OpenSoraVAE
 
 __version__ = "0.1.0"
 
@@ -20,7 +23,10 @@ __all__ = [
     "DiTTransformer",
     "LatteTransformer",
     "ModelSpec",
+    "OpenSoraVAE",
     "PABDefaults",
+    "RectifiedFlow",
+    "T5TextEncoder",
     "UnknownModelError",
     "get_model",
     "list_models",

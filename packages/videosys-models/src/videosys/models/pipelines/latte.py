@@ -20,6 +20,7 @@ import torch
 from videosys.core.io import to_uint8_frames
 
 from ..loading import load_backbone
+from ..text_encoders import encode_texts
 from ..transformers import LatteTransformer
 from .sampling import denoise, load_scheduler, make_generator, random_latents
 
@@ -100,18 +101,7 @@ class LattePipeline:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = self.tokenizer(
-            [text.lower().strip() for text in texts],
-            padding="max_length",
-            max_length=MAX_TEXT_TOKENS,
-            truncation=True,
-            return_attention_mask=True,
-            add_special_tokens=True,
-            return_tensors="pt",
-        )
-        mask = tokens.attention_mask.to(self.device)
-        features = self.text_encoder(tokens.input_ids.to(self.device), attention_mask=mask)[0]
-        return features.to(self.text_encoder.dtype), mask
+        return encode_texts(self.tokenizer, self.text_encoder, [t.lower().strip() for t in texts], MAX_TEXT_TOKENS)
 
     def encode_prompt(
         self, prompts: list[str], negative_prompt: str, guided: bool, mask_feature: bool = True

@@ -1,0 +1,87 @@
+"""T5 text encoding, shared by every text-to-video pipeline (Latte-1: 120 tokens; Open-Sora 1.2: 300 tokens).
+
+Encoders come from ``transformers`` and local folders only; any T5 config works (the published models use
+T5 v1.1 XXL, 4096 channels; tests use tiny random ones).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["T5TextEncoder", "encode_texts"]
+
+
+def encode_texts(tokenizer: Any, encoder: Any, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ``(B, max_length, D)`` in the encoder's dtype and the token mask ``(B, max_length)``.
+
+    Texts are tokenized as given (with the end-of-sequence token), truncated and padded to ``max_length``;
+    padding is masked out of the encoder's attention, and the mask tells the consumer which tokens are real.
+    """
+    tokens = tokenizer(
+        texts,
+        padding="max_length",
+        max_length=max_length,
+        truncation=True,
+        return_attention_mask=True,
+        add_special_tokens=True,
+        return_tensors="pt",
+    )
+    device = next(encoder.parameters()).device
+    mask = tokens.attention_mask.to(device)
+    features = encoder(input_ids=tokens.input_ids.to(device), attention_mask=mask).last_hidden_state
+    return features.to(encoder.dtype), mask
+
+
+class T5TextEncoder:
+    """A T5 encoder and its tokenizer read from one local folder (``DeepFloyd/t5-v1_1-xxl``'s layout)."""
+
+    def __init__(self, tokenizer: Any, encoder: Any, max_length: int = 300) -> None:
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        self.tokenizer = tokenizer
+        self.encoder = encoder
+        self.max_length = max_length
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | os.PathLike,
+        *,
+        max_length: int = 300,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        allow_bin: bool = False,
+    ) -> T5TextEncoder:
+        """Load the encoder weights and tokenizer files of ``folder``; nothing is fetched from a hub.
+
+        Safetensors weights are required unless ``allow_bin=True`` (pickled ``.bin``: trusted files only).
+        """
+        from transformers import AutoTokenizer, T5EncoderModel
+
+        root = Path(folder)
+        if not (root / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{root} is not a T5 folder (no config.json); expected the layout of DeepFloyd/t5-v1_1-xxl: "
+                "config.json, the weights and the tokenizer files side by side"
+            )
+        encoder = T5EncoderModel.from_pretrained(
+            root, use_safetensors=None if allow_bin else True, local_files_only=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
+        return cls(tokenizer, encoder.to(device=device, dtype=dtype).eval(), max_length)
+
+    @property
+    def hidden_size(self) -> int:
+        """Channels of the features (4096 for T5 v1.1 XXL)."""
+        return self.encoder.config.d_model
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, mask)`` of ``texts``, padded to :attr:`max_length`: see :func:`encode_texts`."""
+        if isinstance(texts, str) or not texts:
+            raise ValueError(f"texts must be a non-empty list of strings, got {texts!r}")
+        return encode_texts(self.tokenizer, self.encoder, list(texts), self.max_length)
