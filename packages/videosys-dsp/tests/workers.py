@@ -28,10 +28,14 @@ TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def assert_grads_match(model: torch.nn.Module, reference: torch.nn.Module, where: str) -> None:
-    """Averaged parameter gradients equal the single-process ones to 1e-5 of each tensor's scale (fp32 sums
-    over shards and ranks in another order)."""
+    """Averaged parameter gradients equal the single-process ones to 2e-5 of each tensor's scale (rtol 1e-5).
+
+    fp32 sums over shards, ranks and key blocks in another order: key-projection gradients are differences
+    of nearly equal terms (softmax is shift-invariant) and drift by up to ~1.4e-5 under the ring with the
+    math backend, while the same comparison in float64 agrees to 1e-13.
+    """
     for (name, param), ref in zip(model.named_parameters(), reference.parameters()):
-        atol = 1e-5 * max(1.0, ref.grad.abs().max().item())
+        atol = 2e-5 * max(1.0, ref.grad.abs().max().item())
         torch.testing.assert_close(
             param.grad, ref.grad, rtol=1e-5, atol=atol, msg=lambda m, n=name: f"{where}, grad {n}: {m}"
         )
@@ -300,27 +304,23 @@ def ring_attention_matches_one_process() -> None:
     key_mask[1, -1] = True  # batch 1 attends to the very last key only: every other block is empty for it
     grad = torch.randn(n, total, heads, dim, generator=g)
     mine = slice(rank * local, (rank + 1) * local)
-    for mask in (None, key_mask):
-        whole = [t.clone().requires_grad_() for t in (q, k, v)]
-        expected = scaled_dot_product(*whole, mask, backend="math", scale=0.3)
-        (expected * grad).sum().backward()
-        for dtype, tol in ((torch.float32, TOL), (torch.bfloat16, {"rtol": 0, "atol": 5e-2}), (torch.float16, TOL)):
-            tol = {"rtol": 0, "atol": 1e-2} if dtype is torch.float16 else tol
-            shards = [t[:, mine].to(dtype).requires_grad_() for t in (q, k, v)]
+    # Half precision: against fp32 on the same rounded inputs, to a few units of the rounding (grads: of their scale).
+    for dtype, atol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2), (torch.float16, 1e-2)):
+        for mask in (None, key_mask):
+            whole = [t.to(dtype).float().clone().requires_grad_() for t in (q, k, v)]
+            expected = scaled_dot_product(*whole, mask, backend="math", scale=0.3)
+            (expected * grad).sum().backward()
+            shards = [t[:, mine].to(dtype).clone().requires_grad_() for t in (q, k, v)]
             out = ring_attention(*shards, mask, dist.group.WORLD, scale=0.3)
             where = f"{dtype}, mask={mask is not None}"
-            assert out.dtype == dtype and torch.isfinite(out).all(), where
+            assert out.dtype == dtype, where
+            tol = {"rtol": 1e-5 if dtype is torch.float32 else 0, "atol": atol}
             torch.testing.assert_close(out.float(), expected[:, mine], **tol, msg=lambda m, w=where: f"{w}: {m}")
             (out.float() * grad[:, mine]).sum().backward()
             for name, shard, ref in zip("qkv", shards, whole):
-                scale = max(1.0, ref.grad.abs().max().item())
-                atol = tol["atol"] * scale * (30 if name == "q" and dtype is not torch.float32 else 1)
+                tol["atol"] = atol * max(1.0, ref.grad.abs().max().item())
                 torch.testing.assert_close(
-                    shard.grad.float(),
-                    ref.grad[:, mine],
-                    rtol=tol["rtol"],
-                    atol=atol,
-                    msg=lambda m, w=f"{where}, d{name}": f"{w}: {m}",
+                    shard.grad.float(), ref.grad[:, mine], **tol, msg=lambda m, w=f"{where}, d{name}": f"{w}: {m}"
                 )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "AttentionBackendUnavailable",
     "BACKENDS",
     "Backend",
+    "accumulation_dtype",
     "attention_backend",
     "attention_with_lse",
     "available_backends",
@@ -157,14 +158,20 @@ def scaled_dot_product(
     return out.transpose(1, 2)
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half-precision and float32 inputs, float64 for float64: where softmax statistics are kept."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def _math_attention_lse(q, k, v, mask, scale):
-    """Reference with log-sum-exp, in float32, in the (N, H, L, D) layout; rows without keys give -inf and 0."""
-    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+    """Reference with log-sum-exp, in (at least) float32, (N, H, L, D) layout; rows without keys give -inf and 0."""
+    acc = accumulation_dtype(q.dtype)
+    scores = torch.matmul(q.to(acc), k.to(acc).transpose(-1, -2)) * scale
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)
     weights = torch.exp(scores - lse.masked_fill(lse == float("-inf"), 0.0).unsqueeze(-1))
-    return torch.matmul(weights, v.float()).to(q.dtype), lse
+    return torch.matmul(weights, v.to(acc)).to(q.dtype), lse
 
 
 def _sdpa_lse(q, k, v, mask, scale):
@@ -190,9 +197,9 @@ def attention_with_lse(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`scaled_dot_product` plus the log-sum-exp of each query's scaled scores: ``(out, lse)``.
 
-    ``out`` is ``(N, Lq, H, D)`` in q's dtype, ``lse`` is ``(N, H, Lq)`` float32. A query whose keys are all
-    masked gets ``out = 0`` and ``lse = -inf`` on every backend, so partial results over blocks of keys
-    merge exactly (a block where a query sees no key weighs nothing).
+    ``out`` is ``(N, Lq, H, D)`` in q's dtype, ``lse`` is ``(N, H, Lq)`` in :func:`accumulation_dtype`.
+    A query whose keys are all masked gets ``out = 0`` and ``lse = -inf`` on every backend, so partial
+    results over blocks of keys merge exactly (a block where a query sees no key weighs nothing).
     """
     _check_qkv(q, k, v)
     n, q_len, _, dim = q.shape
@@ -200,11 +207,11 @@ def attention_with_lse(
     name = resolve_backend(q, mask, backend)
     if name == "flash":
         out, lse, _ = _flash_attn_func()(q, k, v, softmax_scale=scale, return_attn_probs=True)
-        return out, lse.float()
+        return out, lse.to(accumulation_dtype(q.dtype))
     bias = None if mask is None else _key_mask_to_bias(mask, n, q_len, k.shape[1])
     qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
     out, lse = (_math_attention_lse if name == "math" else _sdpa_lse)(qt, kt, vt, bias, scale)
-    lse = lse.float()
+    lse = lse.to(accumulation_dtype(q.dtype))
     if bias is not None:
         empty = ~bias.any(dim=-1)  # (N, 1, Lq or 1): no key to attend to
         lse = lse.masked_fill(empty, float("-inf"))

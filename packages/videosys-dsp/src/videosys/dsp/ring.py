@@ -2,8 +2,8 @@
 
 Each rank keeps its query shard; the key/value shards travel around the ring (rank ``r`` sends to
 ``r + 1``), the next hop in flight while the current block is attended. Each block's partial output is
-merged with the running one through their log-sum-exps (:func:`merge_partials`), in float32, so the
-result equals softmax attention over all keys for fp32, bf16 and fp16 inputs alike.
+merged with the running one through their log-sum-exps (:func:`merge_partials`), in float32 (float64
+for float64 inputs), so the result equals softmax attention over all keys for fp32, bf16 and fp16 inputs alike.
 
 Backward recomputes every block from the saved global log-sum-exp (no attention matrix is kept) and
 passes the key/value gradients around the ring with the blocks, so they arrive home after one more hop:
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from videosys.core import attention_with_lse
+from videosys.core.attention import accumulation_dtype, attention_with_lse
 
 from . import comm
 
@@ -33,8 +33,9 @@ def merge_partials(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Merge two softmax-attention results over disjoint key sets: ``(out, lse)`` of their union.
 
-    ``out`` tensors are ``(N, L, H, D)``, ``lse`` ``(N, H, L)``, all float32. A row with no key in a part
-    (``lse = -inf``) takes the other part; rows with no key in either stay ``out = 0``, ``lse = -inf``.
+    ``out`` tensors are ``(N, L, H, D)``, ``lse`` ``(N, H, L)``, all in one dtype, float32 or wider. A row
+    with no key in a part (``lse = -inf``) takes the other part; rows with no key in either stay ``out = 0``,
+    ``lse = -inf``.
     """
     merged = torch.logaddexp(lse, block_lse)
     finite = merged.masked_fill(merged == _NEG_INF, 0.0)
@@ -71,9 +72,9 @@ def _block_mask(key_mask: torch.Tensor | None, block: int, length: int) -> torch
 
 
 def _block_grads(q, k, v, mask, grad_out, lse, delta, scale):
-    """Gradients of one key block, recomputed in float32 from the global ``lse`` (flash-attention's backward).
+    """Gradients of one key block, recomputed (float32 or wider) from the global ``lse``, as flash-attention does.
 
-    All tensors ``(N, H, L, D)`` float32 (``lse`` and ``delta = rowsum(dO * O)`` are ``(N, H, Lq)``).
+    All tensors ``(N, H, L, D)`` (``lse`` and ``delta = rowsum(dO * O)`` are ``(N, H, Lq)``).
     """
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale
     if mask is not None:
@@ -90,8 +91,9 @@ class _RingAttention(torch.autograd.Function):
         ranks, rank = dist.get_world_size(group), dist.get_rank(group)
         length = k.shape[1]
         n, q_len, heads = q.shape[:3]
-        out = q.new_zeros(n, q_len, heads, v.shape[-1], dtype=torch.float32)
-        lse = q.new_full((n, heads, q_len), _NEG_INF, dtype=torch.float32)
+        acc = accumulation_dtype(q.dtype)
+        out = q.new_zeros(n, q_len, heads, v.shape[-1], dtype=acc)
+        lse = q.new_full((n, heads, q_len), _NEG_INF, dtype=acc)
         block_k, block_v = k, v
         for step in range(ranks):
             shift = _Shift([block_k, block_v], group, "ring") if step < ranks - 1 else None
@@ -99,7 +101,7 @@ class _RingAttention(torch.autograd.Function):
             block_out, block_lse = attention_with_lse(
                 q, block_k, block_v, _block_mask(key_mask, block, length), scale=scale
             )
-            out, lse = merge_partials(out, lse, block_out.float(), block_lse)
+            out, lse = merge_partials(out, lse, block_out.to(acc), block_lse)
             if shift is not None:
                 block_k, block_v = shift.wait()
         out = out.to(q.dtype)
@@ -113,15 +115,16 @@ class _RingAttention(torch.autograd.Function):
         group, scale = ctx.group, ctx.scale
         ranks, rank = dist.get_world_size(group), dist.get_rank(group)
         length = k.shape[1]
-        q32, grad32 = (t.float().transpose(1, 2) for t in (q, grad_out))
-        delta = (grad_out.float() * out.float()).sum(-1).transpose(1, 2)
+        acc = accumulation_dtype(q.dtype)
+        q32, grad32 = (t.to(acc).transpose(1, 2) for t in (q, grad_out))
+        delta = (grad_out.to(acc) * out.to(acc)).sum(-1).transpose(1, 2)
         grad_q = torch.zeros_like(q32)
         block_k, block_v = k, v
         grads = None  # this step's block's k/v gradients, accumulated along the ring
         for step in range(ranks):
             shift = _Shift([block_k, block_v], group, "ring.backward") if step < ranks - 1 else None
             block = (rank - step) % ranks
-            k32, v32 = (t.float().transpose(1, 2) for t in (block_k, block_v))
+            k32, v32 = (t.to(acc).transpose(1, 2) for t in (block_k, block_v))
             mask = _block_mask(key_mask, block, length)
             dq, dk, dv = _block_grads(q32, k32, v32, mask, grad32, lse, delta, scale)
             grad_q += dq
