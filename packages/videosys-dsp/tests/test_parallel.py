@@ -41,6 +41,7 @@ CHECKS = {
         *COMMON,
         # 6 heads on 4 ranks: Ulysses 2 x ring 2.
         Check("full_usp_odd_heads", workers.backbone_matches_single_process, (True, 6)),
+        Check("full_usp_float64", workers.in_float64, (workers.backbone_matches_single_process, True, 6)),
         Check("masked_usp_odd_heads", workers.masked_attention_matches_single_process, (6, ("dsp",))),
         Check("train_usp", workers.usp_training_follows_single_process, (6,)),
         Check("mesh", workers.subgroup_of_a_mesh),
@@ -104,6 +105,11 @@ def test_full_attention_as_a_pure_ring_matches_single_process(results, world_siz
 def test_usp_with_heads_ulysses_cannot_split_matches_single_process(results, world_size, backend):
     check(results, world_size, "full_usp_odd_heads", backend)
     check(results, world_size, "masked_usp_odd_heads", backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_usp_is_exact_in_float64(results, backend):
+    check(results, 4, "full_usp_float64", backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
