@@ -60,7 +60,7 @@ from videosys.core.layers import AxisEmbedding
 
 from .collectives import ProcessGroup, gather, resolve_group, split, switch
 from .masks import whole_video_mask
-from .usp import FullAttention, USPLayout, plan_usp
+from .usp import HEAD_DIM, FullAttention, USPLayout, plan_usp
 
 __all__ = [
     "MODES",
@@ -77,7 +77,6 @@ MODES: tuple[str, ...] = ("dsp", "ulysses", "ulysses-resting")
 
 _STATE_ATTR = "_videosys_sequence_parallel"
 _TOKEN_DIM = {AttentionAxis.TEMPORAL: 1, AttentionAxis.SPATIAL: 2}
-_HEAD_DIM = 3  # heads in the (B, T, S, H, D) query/key/value layout
 
 
 @dataclass
@@ -314,10 +313,8 @@ def _ulysses_mix(
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     length = state.resting_length()
-    q, k, v = (
-        switch(t, _HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v)
-    )
-    return switch(mix(q, k, v, mask), state.dim, _HEAD_DIM, state.group, kind="ulysses")  # both axes whole: mask as is
+    q, k, v = (switch(t, HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v))
+    return switch(mix(q, k, v, mask), state.dim, HEAD_DIM, state.group, kind="ulysses")  # both axes whole: mask as is
 
 
 def _usp_mix(

@@ -30,7 +30,7 @@ __all__ = ["FULL_ATTENTION", "FullAttention", "USPLayout", "plan_usp"]
 
 FullAttention = Literal["usp", "ulysses", "ring"]
 FULL_ATTENTION: tuple[str, ...] = ("usp", "ulysses", "ring")
-_HEAD_DIM = 3  # heads in the (B, T, S, H, D) query/key/value layout
+HEAD_DIM = 3  # heads in the (B, T, S, H, D) query/key/value layout
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,13 @@ class USPLayout:
         are masked out here. Returns this rank's shard of the output, ``(B, T, S_local, H, D)``.
         """
         if self.ulysses > 1:
-            q, k, v = (switch(t, _HEAD_DIM, dim, self.ulysses_group, pad=False, kind="ulysses") for t in (q, k, v))
+            q, k, v = (switch(t, HEAD_DIM, dim, self.ulysses_group, pad=False, kind="ulysses") for t in (q, k, v))
         b, t, s = q.shape[:3]
         key_mask = self._key_mask(mask, (b, t, s), dim, length, q.device)
         fold = (to_sequences(x, AttentionAxis.FULL) for x in (q, k, v))
         out = from_sequences(ring_attention(*fold, key_mask, self.ring_group, scale=scale), AttentionAxis.FULL, b, t, s)
         if self.ulysses > 1:
-            out = switch(out, dim, _HEAD_DIM, self.ulysses_group, kind="ulysses")
+            out = switch(out, dim, HEAD_DIM, self.ulysses_group, kind="ulysses")
         return out
 
     def _key_mask(
