@@ -41,7 +41,7 @@ CHECKS = {
         *COMMON,
         # 6 heads on 4 ranks: Ulysses 2 x ring 2.
         Check("full_usp_odd_heads", workers.backbone_matches_single_process, (True, 6)),
-        Check("full_usp_float64", workers.in_float64, (workers.backbone_matches_single_process, True, 6)),
+        Check("full_usp_float64", workers.in_float64, (workers.backbone_matches_single_process, True, 6), ("math",)),
         Check("masked_usp_odd_heads", workers.masked_attention_matches_single_process, (6, ("dsp",))),
         Check("train_usp", workers.usp_training_follows_single_process, (6,)),
         Check("mesh", workers.subgroup_of_a_mesh),
@@ -107,9 +107,8 @@ def test_usp_with_heads_ulysses_cannot_split_matches_single_process(results, wor
     check(results, world_size, "masked_usp_odd_heads", backend)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_usp_is_exact_in_float64(results, backend):
-    check(results, 4, "full_usp_float64", backend)
+def test_usp_is_exact_in_float64(results):
+    check(results, 4, "full_usp_float64", "math")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -7,7 +7,8 @@ for float64 inputs), so the result equals softmax attention over all keys for fp
 
 Backward recomputes every block from the saved global log-sum-exp (no attention matrix is kept) and
 passes the key/value gradients around the ring with the blocks, so they arrive home after one more hop:
-no rank ever holds more than two blocks of keys.
+no rank ever holds more than two blocks of keys. The backward's block step is plain matmuls in float32 (one
+``Lq x Lk/R`` score block at a time), on every backend.
 
 Per attention and per rank, with ``M/R`` the size of one q, k or v shard: forward sends k and v
 ``R - 1`` times, ``2 (R-1) M/R``; backward sends k and v ``R - 1`` times and their float32 gradients
