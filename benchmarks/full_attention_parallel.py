@@ -63,7 +63,8 @@ def layouts(ranks: int) -> dict[str, tuple[dict, int, int]]:
 
 def closed_form(ulysses: int, ring: int, depth: int, backward: bool) -> int:
     """Bytes per step in units of M/N (FULL attentions plus the gather, or the split's backward)."""
-    per_attention = (4 if ulysses > 1 else 0) + ((4 * ring - 2) if backward else 2 * (ring - 1))
+    ring_hops = 0 if ring == 1 else (4 * ring - 2 if backward else 2 * (ring - 1))
+    per_attention = (4 if ulysses > 1 else 0) + ring_hops
     return per_attention * depth + 1
 
 
