@@ -51,10 +51,10 @@ class _Shift:
         ranks, rank = dist.get_world_size(group), dist.get_rank(group)
         send_to = dist.get_global_rank(group, (rank + 1) % ranks)
         receive_from = dist.get_global_rank(group, (rank - 1) % ranks)
+        tensors = [t.contiguous() for t in tensors]
         self.received = [torch.empty_like(t) for t in tensors]
         ops = []
         for tensor, received in zip(tensors, self.received):
-            tensor = tensor.contiguous()
             comm.record(kind, tensor)
             ops += [
                 dist.P2POp(dist.isend, tensor, send_to, group),
