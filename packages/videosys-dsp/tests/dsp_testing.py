@@ -8,13 +8,14 @@ import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from videosys.core import AdaLNBlock, AttentionAxis, Conditioning, STBackbone
+from videosys.core import AdaLNBlock, AttentionAxis, Conditioning, STBackbone, attention_backend
 from videosys.core.layers import AxisEmbedding, FinalLayer, RotaryEmbedding, TimestepEmbedder
 
 
@@ -24,7 +25,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-Check = tuple[str, Callable[..., None], tuple]
+BACKENDS = ("sdpa", "math")
+"""Attention backends every multi-rank check runs under on CPU: SDPA returns zeros for a query without keys,
+the math reference NaN, so a padding row left without keys passes under one and fails under the other."""
+
+
+class Check(NamedTuple):
+    """One check a spawned rank runs: ``fn(*args)`` under each of ``backends`` (see :func:`run_checks`)."""
+
+    name: str
+    fn: Callable[..., None]
+    args: tuple = ()
+    backends: tuple[str, ...] = BACKENDS
+
+
+def _runs(checks: list[Check]) -> list[tuple[str, Callable[..., None], tuple, str]]:
+    return [(f"{c.name}[{backend}]", c.fn, c.args, backend) for c in checks for backend in c.backends]
 
 
 def _entry(rank: int, world_size: int, port: int, checks: list[Check], out_dir: Path) -> None:
@@ -33,9 +49,10 @@ def _entry(rank: int, world_size: int, port: int, checks: list[Check], out_dir: 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
     try:
         with open(out_dir / f"rank{rank}.jsonl", "w") as log:
-            for name, fn, args in checks:
+            for name, fn, args, backend in _runs(checks):
                 try:
-                    fn(*args)
+                    with attention_backend(backend):
+                        fn(*args)
                 except BaseException:
                     log.write(json.dumps({"check": name, "error": traceback.format_exc()}) + "\n")
                     raise  # ends the spawn: the other ranks may be waiting in a collective
@@ -48,8 +65,9 @@ def _entry(rank: int, world_size: int, port: int, checks: list[Check], out_dir: 
 def run_checks(world_size: int, checks: list[Check], out_dir: Path) -> dict[str, str | None]:
     """Run ``checks`` in order on ``world_size`` spawned gloo ranks (one spawn for all: starting ranks is slow).
 
-    Returns, per check name, None when it passed on every rank, else the failing rank's traceback (or a
-    note that an earlier check's failure stopped the run).
+    Each check runs once per backend in its ``backends``. Returns, per ``"name[backend]"``, None when it
+    passed on every rank, else the failing rank's traceback (or a note that an earlier check's failure
+    stopped the run).
     """
     try:
         mp.spawn(_entry, args=(world_size, _free_port(), checks, out_dir), nprocs=world_size, join=True)
@@ -66,7 +84,7 @@ def run_checks(world_size: int, checks: list[Check], out_dir: Path) -> dict[str,
                 errors[entry["check"]] = f"{log.stem}: {entry['error']}"
     stopped = f"not run: stopped by the failure of {', '.join(errors) or 'a rank that crashed'}"
     results: dict[str, str | None] = {}
-    for name, _, _ in checks:
+    for name, _, _, _ in _runs(checks):
         if name in errors:
             results[name] = errors[name]
         else:

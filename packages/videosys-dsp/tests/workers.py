@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import pytest
 import torch
 import torch.distributed as dist
 from dsp_testing import TinyVideoDiT, tiny_inputs
 
+from videosys.core import attention_backend, scaled_dot_product
 from videosys.dsp import (
     MODES,
     average_gradients,
     comm_stats,
     deparallelize,
     gather,
+    parallel,
     parallelize,
     reset_comm_stats,
+    ring_attention,
     split,
     switch,
 )
@@ -24,14 +28,33 @@ from videosys.dsp import (
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
+def tolerance() -> dict[str, float]:
+    """1e-5 in float32; 1e-8 when the check runs in float64 (reordered sums drift ~1e-10 there)."""
+    return TOL if torch.get_default_dtype() == torch.float32 else {"rtol": 1e-8, "atol": 1e-8}
+
+
 def assert_grads_match(model: torch.nn.Module, reference: torch.nn.Module, where: str) -> None:
-    """Averaged parameter gradients equal the single-process ones to 1e-5 of each tensor's scale (fp32 sums
-    over shards and ranks in another order)."""
+    """Averaged parameter gradients equal the single-process ones (rtol 1e-5, atol 5e-5 of each tensor's scale).
+
+    fp32 sums over shards, ranks and key blocks run in another order. Key-projection gradients are
+    differences of nearly equal terms (softmax is shift-invariant: ``to_k.bias``'s is exactly 0), so they
+    drift by ~2e-5 under the ring; the float64 runs of the same checks agree to 1e-9.
+    """
+    tol = tolerance()
     for (name, param), ref in zip(model.named_parameters(), reference.parameters()):
-        atol = 1e-5 * max(1.0, ref.grad.abs().max().item())
+        atol = 5 * tol["atol"] * max(1.0, ref.grad.abs().max().item())
         torch.testing.assert_close(
-            param.grad, ref.grad, rtol=1e-5, atol=atol, msg=lambda m, n=name: f"{where}, grad {n}: {m}"
+            param.grad, ref.grad, rtol=tol["rtol"], atol=atol, msg=lambda m, n=name: f"{where}, grad {n}: {m}"
         )
+
+
+def in_float64(check: Callable[..., None], *args: object) -> None:
+    """Run ``check(*args)`` with float64 models and inputs: exactness without fp32 rounding."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        check(*args)
+    finally:
+        torch.set_default_dtype(torch.float32)
 
 
 def _shard(x: torch.Tensor, dim: int, ranks: int, rank: int) -> torch.Tensor:
@@ -74,9 +97,11 @@ def collectives_round_trip() -> None:
     assert torch.equal(switch(heads, 2, 3), local)
 
 
-def backbone_matches_single_process(full: bool) -> None:
+def backbone_matches_single_process(full: bool, heads: int = 4, options: dict | None = None) -> None:
+    """Forward and averaged gradients equal one process; ``options`` go to ``parallelize`` (FULL: USP sizes)."""
+    options = options or {}
     torch.manual_seed(0)
-    reference = TinyVideoDiT(full=full)
+    reference = TinyVideoDiT(dim=8 * heads, heads=heads, full=full)
     cases = [(2, 3, 5), (1, 1, 8)] if not full else [(2, 3, 5)]
     for batch, frames, tokens in cases:
         inputs = tiny_inputs(batch, frames, tokens)
@@ -87,11 +112,11 @@ def backbone_matches_single_process(full: bool) -> None:
         modes = ["dsp"] if full else MODES
         for resting in ("spatial", "temporal"):
             for mode in modes:
-                model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode)
+                model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode, **options)
                 model.zero_grad()
                 out = model(*inputs)
-                where = f"{mode=}, {resting=}, shape={(batch, frames, tokens)}"
-                torch.testing.assert_close(out, expected, **TOL, msg=lambda m, w=where: f"{w}: {m}")
+                where = f"{mode=}, {resting=}, {options}, shape={(batch, frames, tokens)}"
+                torch.testing.assert_close(out, expected, **tolerance(), msg=lambda m, w=where: f"{w}: {m}")
                 (out * weight).sum().backward()
                 average_gradients(model)
                 assert_grads_match(model, reference, where)
@@ -105,10 +130,13 @@ def backbone_matches_single_process(full: bool) -> None:
             assert_grads_match(model, reference, f"checkpointing, {resting=}")
 
 
-def masked_attention_matches_single_process() -> None:
+def masked_attention_matches_single_process(
+    heads: int = 4, modes: tuple[str, ...] = MODES, options: dict | None = None
+) -> None:
     """Key masks on spatial, temporal and full attention, given for the whole video, in every mode."""
+    options = options or {}
     torch.manual_seed(0)
-    reference = TinyVideoDiT(masked=True)
+    reference = TinyVideoDiT(dim=8 * heads, heads=heads, masked=True)
     batch, frames, tokens = 2, 3, 5
     g = torch.Generator().manual_seed(2)
     full_mask = torch.rand(batch, frames, tokens, generator=g) > 0.4
@@ -120,12 +148,12 @@ def masked_attention_matches_single_process() -> None:
         expected = reference(*inputs)
         (expected * weight).sum().backward()
         for resting in ("spatial", "temporal"):
-            for mode in MODES:
-                model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode)
+            for mode in modes:
+                model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode, **options)
                 model.zero_grad()
                 out = model(*inputs)
-                where = f"{mode=}, {resting=}, mask {tuple(mask.shape)}"
-                torch.testing.assert_close(out, expected, **TOL, msg=lambda m, w=where: f"{w}: {m}")
+                where = f"{mode=}, {resting=}, {options}, mask {tuple(mask.shape)}"
+                torch.testing.assert_close(out, expected, **tolerance(), msg=lambda m, w=where: f"{w}: {m}")
                 (out * weight).sum().backward()
                 average_gradients(model)
                 assert_grads_match(model, reference, where)
@@ -144,20 +172,34 @@ def bytes_match_closed_form() -> None:
         "ulysses": {"ulysses": (4 * 2 * pairs, 4 * 2 * pairs * shard)},
         "ulysses-resting": {"ulysses": (4 * pairs, 4 * pairs * shard)},
     }
+    runs = [(pairs_model, mode, {}, counts, {}) for mode, counts in expected.items()]
+    # FULL attention as Ulysses x ring (U x R = N), per attention: Ulysses' 4 all-to-alls of M/N when U > 1;
+    # the ring sends k and v R-1 times forward; backward k and v R-1 times and their gradients R times.
+    layouts = {(ranks, 1): {}, (1, ranks): {"full_attention": "ring"}}
+    if ranks == 4:
+        layouts[(2, 2)] = {"ulysses_size": 2}
+    for (ulysses, ring), options in layouts.items():
+        forward, backward = {}, {}
+        if ulysses > 1:
+            forward["ulysses"] = backward["ulysses.backward"] = (4 * full_attentions, 4 * full_attentions * shard)
+        if ring > 1:
+            forward["ring"] = (2 * (ring - 1) * full_attentions, 2 * (ring - 1) * full_attentions * shard)
+            hops = 2 * (ring - 1) + 2 * ring
+            backward["ring.backward"] = (hops * full_attentions, hops * full_attentions * shard)
+        runs.append((full_model, "dsp", options, forward, backward))
     inputs = tiny_inputs(batch, frames, tokens)
-    for model, modes in [(pairs_model, expected), (full_model, {"dsp": {"ulysses": (8, 4 * full_attentions * shard)}})]:
+    for model, mode, options, attention_counts, attention_backward in runs:
         for resting in ("spatial", "temporal"):
-            for mode, attention_counts in modes.items():
-                parallelize(model, resting_axis=resting, mode=mode)
-                reset_comm_stats()
-                out = model(*inputs)
-                forward = {**attention_counts, "gather": (1, shard)}
-                assert {k: tuple(v) for k, v in comm_stats().items()} == forward, (mode, resting, comm_stats())
-                out.sum().backward()
-                backward = {f"{kind}.backward": count for kind, count in attention_counts.items()}
-                backward["split.backward"] = (1, shard)
-                assert {k: tuple(v) for k, v in comm_stats().items()} == {**forward, **backward}, (mode, resting)
-                deparallelize(model)
+            parallelize(model, resting_axis=resting, mode=mode, **options)
+            reset_comm_stats()
+            out = model(*inputs)
+            forward = {**attention_counts, "gather": (1, shard)}
+            assert {k: tuple(v) for k, v in comm_stats().items()} == forward, (mode, options, resting, comm_stats())
+            out.sum().backward()
+            backward = attention_backward or {f"{kind}.backward": count for kind, count in attention_counts.items()}
+            backward = {**backward, "split.backward": (1, shard)}
+            assert {k: tuple(v) for k, v in comm_stats().items()} == {**forward, **backward}, (mode, options, resting)
+            deparallelize(model)
     # The switches sit inside the attention branches: a branch whose output is reused (as attention
     # caching does) moves nothing; only the final gather remains.
     parallelize(pairs_model)
@@ -183,8 +225,17 @@ def errors_are_clear() -> None:
     three_heads = TinyVideoDiT(dim=24, heads=3)
     with pytest.raises(ValueError, match=r"blocks\[0\]\.attn\.inner \(spatial attention\) has 3 heads.*2 ranks"):
         parallelize(three_heads, mode="ulysses")
-    with pytest.raises(ValueError, match=r"has 3 heads.*FULL attention in every mode"):
-        parallelize(TinyVideoDiT(dim=24, heads=3, full=True), mode="dsp")
+    # FULL attention whose heads do not divide: an error only when no ring is allowed.
+    full_three_heads = TinyVideoDiT(dim=24, heads=3, full=True)
+    with pytest.raises(ValueError, match=r"blocks\[0\]\.attn\.inner \(full attention\) has 3 heads.*2 ranks.*'ring'"):
+        parallelize(copy.deepcopy(full_three_heads), full_attention="ulysses")
+    with pytest.raises(ValueError, match=r"ulysses_size=2 does not fit .*3 heads; the widest that does is 1"):
+        parallelize(copy.deepcopy(full_three_heads), ulysses_size=2)
+    with pytest.raises(ValueError, match=r"ulysses_size=2 applies to full_attention='usp', not 'ring'"):
+        parallelize(copy.deepcopy(full_three_heads), full_attention="ring", ulysses_size=2)
+    with pytest.raises(ValueError, match=r"unknown full_attention 'star'; expected one of 'usp', 'ulysses', 'ring'"):
+        parallelize(copy.deepcopy(full_three_heads), full_attention="star")
+    parallelize(full_three_heads)  # USP: a ring of 2
     # DSP switches whole tokens: any head count works.
     reference = three_heads(*inputs)
     torch.testing.assert_close(parallelize(copy.deepcopy(three_heads))(*inputs), reference, **TOL)
@@ -249,3 +300,109 @@ def subgroup_of_a_mesh() -> None:
     (out * weight).sum().backward()
     average_gradients(model, group)
     assert_grads_match(model, reference, "mesh")
+
+
+def ring_attention_matches_one_process() -> None:
+    """Ring attention over R shards equals attention over the whole sequence in one process, forward and backward.
+
+    Keys ±30 times larger than usual (adversarial logits), a key mask that leaves some rows without a key in
+    most blocks, fp32 to 1e-5 and bf16 / fp16 inputs against the fp32 reference.
+    """
+    ranks, rank = dist.get_world_size(), dist.get_rank()
+    g = torch.Generator().manual_seed(0)
+    n, local, heads, dim = 2, 3, 2, 8
+    total = local * ranks
+    q, k, v = (torch.randn(n, total, heads, dim, generator=g) for _ in range(3))
+    k = k * 30
+    key_mask = torch.rand(n, total, generator=g) > 0.3
+    key_mask[0, 0] = True
+    key_mask[1] = False
+    key_mask[1, -1] = True  # batch 1 attends to the very last key only: every other block is empty for it
+    grad = torch.randn(n, total, heads, dim, generator=g)
+    mine = slice(rank * local, (rank + 1) * local)
+    # Half precision: against fp32 on the same rounded inputs, to a few units of the rounding (grads: of their scale).
+    for dtype, atol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2), (torch.float16, 1e-2)):
+        for mask in (None, key_mask):
+            whole = [t.to(dtype).float().clone().requires_grad_() for t in (q, k, v)]
+            expected = scaled_dot_product(*whole, mask, backend="math", scale=0.3)
+            (expected * grad).sum().backward()
+            shards = [t[:, mine].to(dtype).clone().requires_grad_() for t in (q, k, v)]
+            out = ring_attention(*shards, mask, dist.group.WORLD, scale=0.3)
+            where = f"{dtype}, mask={mask is not None}"
+            assert out.dtype == dtype, where
+            tol = {"rtol": 1e-5 if dtype is torch.float32 else 0, "atol": atol}
+            torch.testing.assert_close(out.float(), expected[:, mine], **tol, msg=lambda m, w=where: f"{w}: {m}")
+            (out.float() * grad[:, mine]).sum().backward()
+            for name, shard, ref in zip("qkv", shards, whole):
+                tol["atol"] = atol * max(1.0, ref.grad.abs().max().item())
+                torch.testing.assert_close(
+                    shard.grad.float(), ref.grad[:, mine], **tol, msg=lambda m, w=f"{where}, d{name}": f"{w}: {m}"
+                )
+
+
+def usp_training_follows_single_process(heads: int, **options) -> None:
+    """A FULL-attention model trains a few SGD steps under USP along the single-process loss trajectory."""
+    torch.manual_seed(0)
+    reference = TinyVideoDiT(dim=8 * heads, heads=heads, full=True)
+    model = parallelize(copy.deepcopy(reference), **options)
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.01) for m in (reference, model)]
+    for step in range(3):
+        inputs = tiny_inputs(2, 3, 5, seed=step)
+        target = torch.randn(2, 3, 5, 4, generator=torch.Generator().manual_seed(100 + step))
+        losses = []
+        for m, optimizer in zip((reference, model), optimizers):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(m(*inputs), target)
+            loss.backward()
+            if m is model:
+                average_gradients(model)
+            optimizer.step()
+            losses.append(loss.detach())
+        torch.testing.assert_close(losses[1], losses[0], **TOL, msg=lambda m, s=step: f"step {s}: {m}")
+    for param, ref in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(param, ref, **TOL)
+
+
+def padding_rule_is_load_bearing() -> None:
+    """Break DSP's rule that padding positions attend (mask True) and the math backend must catch it.
+
+    SDPA returns zeros for rows without keys, so the broken rule passes unseen there; the math backend
+    returns NaN, which reaches the gradients. This guards the tests themselves: they can fail.
+    """
+    original = parallel._local_mask
+
+    def padding_never_attends(state, mask, video, dim):
+        local = original(state, mask, video, dim)
+        if local is None or local.shape[dim - 3] == 1:
+            return local
+        positions = state.rank * local.shape[dim - 3] + torch.arange(local.shape[dim - 3])
+        view = [1, 1, 1]
+        view[dim] = -1
+        return local & (positions < video[dim]).reshape(view)
+
+    parallel._local_mask = padding_never_attends
+    try:
+        with attention_backend("math"), pytest.raises(AssertionError):
+            masked_attention_matches_single_process(modes=("dsp",))
+    finally:
+        parallel._local_mask = original
+
+
+def pab_over_usp_equals_pab_alone() -> None:
+    """PAB over a USP-parallel FULL-attention model equals PAB on one process, step by step."""
+    import videosys.pab as pab
+    from videosys.core import denoising_step
+
+    torch.manual_seed(0)
+    reference = TinyVideoDiT(dim=24, heads=3, full=True)
+    model = parallelize(copy.deepcopy(reference))
+    config = pab.PABConfig(full=pab.Broadcast(interval=2))
+    for m in (reference, model):
+        pab.enable(m, config)
+    inputs = tiny_inputs(2, 3, 5)
+    with torch.no_grad():
+        for i, t in enumerate([900, 700, 500, 300]):
+            with denoising_step(i, t, 4):
+                torch.testing.assert_close(model(*inputs), reference(*inputs), **TOL)
+    assert pab.stats(model)["full"] == pab.stats(reference)["full"]
+    assert pab.stats(model)["full"]["reused"] > 0

@@ -5,7 +5,13 @@ Hidden states are ``(B, T, S, C)``; each attention declares its :class:`Attentio
 (``embed -> blocks -> head``). See the architecture page of the docs.
 """
 
-from .attention import AttentionBackendUnavailable, attention_backend, available_backends, scaled_dot_product
+from .attention import (
+    AttentionBackendUnavailable,
+    attention_backend,
+    attention_with_lse,
+    available_backends,
+    scaled_dot_product,
+)
 from .backbone import (
     AdaLNBlock,
     BranchSite,
@@ -38,6 +44,7 @@ __all__ = [
     "VideoAttention",
     "VideoShape",
     "attention_backend",
+    "attention_with_lse",
     "available_backends",
     "branch_sites",
     "check_backbone",

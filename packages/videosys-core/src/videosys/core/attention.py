@@ -3,6 +3,8 @@
 Every VideoSys attention computes through this function, so a backend is chosen in one place:
 PyTorch's SDPA everywhere, flash-attn when it is installed and the tensors are half-precision CUDA
 tensors, and a plain softmax ``math`` reference used by tests. :func:`attention_backend` forces one.
+:func:`attention_with_lse` also returns each row's log-sum-exp, so that attention over blocks of keys
+computed apart (ring attention) can be merged exactly.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ __all__ = [
     "AttentionBackendUnavailable",
     "BACKENDS",
     "Backend",
+    "accumulation_dtype",
     "attention_backend",
+    "attention_with_lse",
     "available_backends",
     "resolve_backend",
     "scaled_dot_product",
@@ -112,6 +116,19 @@ def _math_attention(q, k, v, mask, scale):
     return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(
+            f"q, k, v must be (N, L, H, D); got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    n, _, heads, dim = q.shape
+    if k.shape[0] != n or k.shape[2:] != (heads, dim) or v.shape[:3] != k.shape[:3]:
+        raise ValueError(
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} disagree: expected k and v to be "
+            f"(N={n}, Lk, H={heads}, D) with the same Lk, and k to share q's head dim {dim}"
+        )
+
+
 def scaled_dot_product(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -126,16 +143,8 @@ def scaled_dot_product(
     ``mask`` is boolean, True where a query may attend: ``(N, Lk)`` masks keys, ``(N, Lq, Lk)`` pairs.
     ``scale`` defaults to ``1/sqrt(D)``. ``backend`` overrides :func:`attention_backend` for this call.
     """
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(
-            f"q, k, v must be (N, L, H, D); got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    n, q_len, heads, dim = q.shape
-    if k.shape[0] != n or k.shape[2:] != (heads, dim) or v.shape[:3] != k.shape[:3]:
-        raise ValueError(
-            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} disagree: expected k and v to be "
-            f"(N={n}, Lk, H={heads}, D) with the same Lk, and k to share q's head dim {dim}"
-        )
+    _check_qkv(q, k, v)
+    n, q_len, _, dim = q.shape
     scale = 1.0 / math.sqrt(dim) if scale is None else scale
     name = resolve_backend(q, mask, backend)
     if name == "flash":
@@ -147,3 +156,64 @@ def scaled_dot_product(
     else:
         out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=bias, scale=scale)
     return out.transpose(1, 2)
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half-precision and float32 inputs, float64 for float64: where softmax statistics are kept."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _math_attention_lse(q, k, v, mask, scale):
+    """Reference with log-sum-exp, in (at least) float32, (N, H, L, D) layout; rows without keys give -inf and 0."""
+    acc = accumulation_dtype(q.dtype)
+    scores = torch.matmul(q.to(acc), k.to(acc).transpose(-1, -2)) * scale
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    weights = torch.exp(scores - lse.masked_fill(lse == float("-inf"), 0.0).unsqueeze(-1))
+    return torch.matmul(weights, v.to(acc)).to(q.dtype), lse
+
+
+def _sdpa_lse(q, k, v, mask, scale):
+    """PyTorch's fused kernels that also return the log-sum-exp (private ATen ops: SDPA exposes no LSE)."""
+    bias = None
+    if mask is not None:  # these kernels take an additive bias of q's dtype, not a boolean mask
+        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, -math.inf)
+    aten = torch.ops.aten
+    if q.is_cuda:
+        out, lse = aten._scaled_dot_product_efficient_attention(q, k, v, bias, True, 0.0, False, scale=scale)[:2]
+        return out, lse[..., : q.shape[2]]  # the kernel pads the LSE's rows
+    return aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=bias, scale=scale)
+
+
+def attention_with_lse(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    scale: float | None = None,
+    backend: Backend | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`scaled_dot_product` plus the log-sum-exp of each query's scaled scores: ``(out, lse)``.
+
+    ``out`` is ``(N, Lq, H, D)`` in q's dtype, ``lse`` is ``(N, H, Lq)`` in :func:`accumulation_dtype`.
+    A query whose keys are all masked gets ``out = 0`` and ``lse = -inf`` on every backend, so partial
+    results over blocks of keys merge exactly (a block where a query sees no key weighs nothing).
+    """
+    _check_qkv(q, k, v)
+    n, q_len, _, dim = q.shape
+    scale = 1.0 / math.sqrt(dim) if scale is None else scale
+    name = resolve_backend(q, mask, backend)
+    if name == "flash":
+        out, lse, _ = _flash_attn_func()(q, k, v, softmax_scale=scale, return_attn_probs=True)
+        return out, lse.to(accumulation_dtype(q.dtype))
+    bias = None if mask is None else _key_mask_to_bias(mask, n, q_len, k.shape[1])
+    qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))
+    out, lse = (_math_attention_lse if name == "math" else _sdpa_lse)(qt, kt, vt, bias, scale)
+    lse = lse.to(accumulation_dtype(q.dtype))
+    if bias is not None:
+        empty = ~bias.any(dim=-1)  # (N, 1, Lq or 1): no key to attend to
+        lse = lse.masked_fill(empty, float("-inf"))
+        out = out.masked_fill(empty.unsqueeze(-1), 0.0)
+    return out.transpose(1, 2), lse

@@ -9,7 +9,7 @@ attention over                ``"dsp"``           ``"ulysses"``              ``"
 ============================  ==================  =========================  =======================
 the other axis                local, no comm      Ulysses                    local, no comm
 the resting axis              switch in / out     Ulysses                    Ulysses
-``FULL`` (``T * S``)          Ulysses             Ulysses                    Ulysses
+``FULL`` (``T * S``)          USP                 USP                        USP
 ============================  ==================  =========================  =======================
 
 - *switch in / out* (DSP): one all-to-all shards the other axis instead, so the attended axis is whole;
@@ -20,6 +20,9 @@ the resting axis              switch in / out     Ulysses                    Uly
   sequence for ``H/N`` heads), and the output back: ``4 M/N`` per attention; needs ``H % N == 0``.
   ``"ulysses"`` is the baseline xDiT and diffusers apply; ``"ulysses-resting"`` with the spatial resting
   axis is Open-Sora 1.2's own scheme.
+- *USP* (:mod:`videosys.dsp.usp`): Ulysses over as many ranks as the heads allow, ring attention
+  (:mod:`videosys.dsp.ring`) across the rest; plain Ulysses when the heads divide by ``N``.
+  ``full_attention="ulysses"`` or ``"ring"`` forces one.
 
 Cross-attention, MLPs, norms and modulation are token-wise and run on the local slice. Position tables
 (:class:`~videosys.core.layers.AxisEmbedding`) along the resting axis used inside the blocks get the
@@ -36,6 +39,7 @@ checkpoints load and save identically with or without sequence parallelism.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,10 +48,19 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from videosys.core import AttentionAxis, Conditioning, STBackbone, check_backbone, check_video_tokens
+from videosys.core import (
+    AttentionAxis,
+    Conditioning,
+    STBackbone,
+    VideoAttention,
+    check_backbone,
+    check_video_tokens,
+)
 from videosys.core.layers import AxisEmbedding
 
 from .collectives import ProcessGroup, gather, resolve_group, split, switch
+from .masks import whole_video_mask
+from .usp import HEAD_DIM, FullAttention, USPLayout, plan_usp
 
 __all__ = [
     "MODES",
@@ -64,7 +77,6 @@ MODES: tuple[str, ...] = ("dsp", "ulysses", "ulysses-resting")
 
 _STATE_ATTR = "_videosys_sequence_parallel"
 _TOKEN_DIM = {AttentionAxis.TEMPORAL: 1, AttentionAxis.SPATIAL: 2}
-_HEAD_DIM = 3  # heads in the (B, T, S, H, D) query/key/value layout
 
 
 @dataclass
@@ -117,11 +129,16 @@ def parallelize(
     resting_axis: AttentionAxis | str = AttentionAxis.SPATIAL,
     mode: Mode = "dsp",
     pad: bool = True,
+    full_attention: FullAttention = "usp",
+    ulysses_size: int | None = None,
 ) -> STBackbone:
     """Shard ``model``'s tokens over ``group`` (default: WORLD) along ``resting_axis``; returns ``model``.
 
     ``mode`` picks how self-attention runs (see the module docs). ``pad=False`` raises instead of
-    padding an axis whose length does not divide by the group size. Every rank must call it on the same
+    padding an axis whose length does not divide by the group size. ``full_attention`` picks how ``FULL``
+    attention runs: ``"usp"`` (Ulysses as wide as the heads allow, ``ulysses_size`` or
+    ``gcd(heads, N)``, ring attention across the rest: plain Ulysses when the heads divide by ``N``),
+    ``"ulysses"`` (raise when they do not) or ``"ring"``. Every rank must call it on the same
     model with the same arguments, and then feed every forward the same inputs.
     """
     check_backbone(model)
@@ -140,11 +157,17 @@ def parallelize(
         attention = block.attn.inner
         plan = _plan(attention.axis, resting, mode)
         where = f"{type(model).__name__}.blocks[{i}].attn.inner"
-        if plan == "ulysses" and attention.num_heads % state.ranks:
+        if attention.axis is AttentionAxis.FULL:
+            plan = plan_usp(group, attention.num_heads, full_attention, ulysses_size, where)
+            if plan.ring > 1 and type(attention).mix is not VideoAttention.mix:
+                raise ValueError(
+                    f"{where} overrides VideoAttention.mix, which ring attention replaces (it attends block by "
+                    f"block); use full_attention='ulysses' with a group size dividing its {attention.num_heads} heads"
+                )
+        elif plan == "ulysses" and attention.num_heads % state.ranks:
             raise ValueError(
                 f"{where} ({attention.axis.value} attention) has {attention.num_heads} heads, which do not divide "
-                f"by the {state.ranks} ranks of the group: Ulysses (used by mode {mode!r} for this attention"
-                f"{', and for FULL attention in every mode' if attention.axis is AttentionAxis.FULL else ''}) "
+                f"by the {state.ranks} ranks of the group: Ulysses (used by mode {mode!r} for this attention) "
                 f"gives each rank heads/N heads; use a group size that divides {attention.num_heads}"
             )
         plans.append((attention, plan))
@@ -154,8 +177,10 @@ def parallelize(
     for attention, plan in plans:
         if plan == "switch":
             _patch(state, attention, "forward", _switched_forward)
-        elif plan == "ulysses":
+        elif plan == "ulysses" or (isinstance(plan, USPLayout) and plan.ring == 1):
             _patch(state, attention, "mix", _ulysses_mix)
+        elif isinstance(plan, USPLayout):
+            _patch(state, attention, "mix", functools.partial(_usp_mix, plan))
         else:
             _patch(state, attention, "forward", _local_forward)
     for module in model.modules():
@@ -191,9 +216,7 @@ def average_gradients(model: nn.Module, group: ProcessGroup | None = None) -> No
 
 
 def _plan(axis: AttentionAxis, resting: AttentionAxis, mode: str) -> str:
-    """``"local"``, ``"switch"`` or ``"ulysses"`` for an attention over ``axis``."""
-    if axis is AttentionAxis.FULL:
-        return "ulysses"
+    """``"local"``, ``"switch"`` or ``"ulysses"`` for an attention over ``axis`` (``FULL``: see :mod:`.usp`)."""
     if axis is resting:
         return "switch" if mode == "dsp" else "ulysses"
     return "ulysses" if mode == "ulysses" else "local"
@@ -230,16 +253,7 @@ def _local_mask(
     """
     if mask is None or mask.dim() < 3 - dim or mask.shape[dim - 3] == 1:
         return mask  # None, or broadcast along the sharded axis
-    try:
-        fits = mask.dtype == torch.bool and torch.broadcast_shapes(mask.shape, video) == video
-    except RuntimeError:
-        fits = False
-    if not fits:
-        raise ValueError(
-            f"under videosys.dsp an attention mask describes the whole video: a boolean tensor broadcastable to "
-            f"(B, T, S) = {video}, got {mask.dtype} of shape {tuple(mask.shape)}"
-        )
-    mask = mask.expand(video)
+    mask = whole_video_mask(mask, video)
     chunk = -(-video[dim] // state.ranks)
     padding = list(video)
     padding[dim] = chunk * state.ranks - video[dim]
@@ -299,10 +313,21 @@ def _ulysses_mix(
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     length = state.resting_length()
-    q, k, v = (
-        switch(t, _HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v)
-    )
-    return switch(mix(q, k, v, mask), state.dim, _HEAD_DIM, state.group, kind="ulysses")  # both axes whole: mask as is
+    q, k, v = (switch(t, HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v))
+    return switch(mix(q, k, v, mask), state.dim, HEAD_DIM, state.group, kind="ulysses")  # both axes whole: mask as is
+
+
+def _usp_mix(
+    layout: USPLayout,
+    state: SequenceParallel,
+    mix: Callable,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    length = state.resting_length()
+    return layout.attend(q, k, v, mask, dim=state.dim, length=length, scale=mix.__self__.scale)
 
 
 def _offset_forward(state: SequenceParallel, forward: Callable, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
