@@ -133,7 +133,7 @@ def generate(request: Request) -> str:
     from .ranks import ranks
     from .registry import load
 
-    with ranks(request.dsp, request.device) as (group, device):
+    with ranks(request.dsp, request.device, _report) as (group, device):
         error, pipeline = None, None
         started = time.perf_counter()
         try:
@@ -175,6 +175,10 @@ def generate(request: Request) -> str:
     )
 
 
+def _report(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     debug = getattr(args, "debug", False)
@@ -192,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if debug:
             traceback.print_exc()
-        if writer:
-            print(f"{PROG}: error: {err}", file=sys.stderr)
+        if writer and not getattr(err, "reported", False):
+            _report(str(err))
         return 1
     if writer:
         print(summary)

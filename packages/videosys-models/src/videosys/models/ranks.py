@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +19,9 @@ __all__ = ["RankError", "Ranks", "ranks"]
 
 class RankError(RuntimeError):
     """Some rank failed in a phase; carries that rank's message (every rank raises it)."""
+
+    reported = False
+    """Set once rank 0 has printed it (the ranks then exit without printing again)."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,12 @@ def _describe(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def ranks(enabled: bool, device: torch.device) -> Iterator[tuple[Ranks, torch.device]]:
-    """Join the torchrun process group when ``enabled`` (gloo on CPU, NCCL on CUDA; one GPU per local rank)."""
+def ranks(enabled: bool, device: torch.device, report: Callable[[str], None]) -> Iterator[tuple[Ranks, torch.device]]:
+    """Join the torchrun process group when ``enabled`` (gloo on CPU, NCCL on CUDA; one GPU per local rank).
+
+    A :class:`RankError` is ``report``-ed by rank 0, and no rank leaves before that (torchrun stops the
+    remaining ranks as soon as one exits with an error).
+    """
     if not enabled:
         yield Ranks(), device
         return
@@ -64,7 +71,14 @@ def ranks(enabled: bool, device: torch.device) -> Iterator[tuple[Ranks, torch.de
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    group = Ranks(dist.get_rank(), dist.get_world_size())
     try:
-        yield Ranks(dist.get_rank(), dist.get_world_size()), device
+        yield group, device
+    except RankError as error:
+        if group.is_writer:
+            report(str(error))
+        error.reported = True
+        dist.barrier()
+        raise
     finally:
         dist.destroy_process_group()
