@@ -148,6 +148,28 @@ def gpu(session: nox.Session) -> None:
         session.run("python", str(script))
 
 
+def readme_commands(path: Path) -> list[str]:
+    """The install and check lines of a README's ``bash`` blocks (``pip install``, ``python -c``, ``videosys``)."""
+    lines, inside = [], False
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```bash" if not inside else False
+        elif inside and line.startswith(("pip install ", "python -c ", "videosys --version", "videosys models")):
+            lines.append(line)
+    return lines
+
+
+@nox.session
+def readme(session: nox.Session) -> None:
+    """Every install line of the top README and the models README, run as written, then the CLI they install."""
+    for path in (ROOT / "README.md", PACKAGES / "videosys-models" / "README.md"):
+        commands = readme_commands(path)
+        if not any(line.startswith("pip install ") for line in commands):
+            session.error(f"{path} shows no pip install line to check")
+        for line in commands:
+            session.run(*shlex.split(line, comments=True))
+
+
 @nox.session
 def demo(session: nox.Session) -> None:
     """The README's main command: the most complete end-to-end run that exists."""
