@@ -16,12 +16,12 @@ from videosys.models.cli import main
 SMALL = ["--frames", "4", "--resolution", "16", "--steps", "3"]
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
+def run(capture, *argv: str) -> tuple[int, str, str]:
     try:
         code = main([str(a) for a in argv])
     except SystemExit as done:  # argparse's own exits (--version, unknown options)
         code = done.code
-    captured = capsys.readouterr()
+    captured = capture.readouterr()
     return code, captured.out, captured.err
 
 
@@ -34,13 +34,16 @@ def one_error_line(err: str) -> str:
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])
-def test_latte_video_end_to_end(latte_folder, tmp_path, capsys, suffix):
+def test_latte_video_end_to_end(latte_folder, tmp_path, capfd, suffix):
+    """The file has the requested frames and size; stderr holds only the progress bar (no library noise)."""
     out = tmp_path / f"cat{suffix}"
-    code, stdout, _ = run(capsys, "generate", "--model", "latte", "--weights", latte_folder, "--prompt", "a cat runs",
-                          "--out", out, *SMALL)  # fmt: skip
+    argv = ["generate", "--model", "latte", "--weights", latte_folder, "--prompt", "a cat runs", "--out", out]
+    code, stdout, stderr = run(capfd, *argv, *SMALL)
     assert code == 0
     assert load_video(out).shape == (4, 16, 16, 3)
     assert stdout.count("\n") == 1 and f"wrote {out} in " in stdout and "3 steps, PAB off" in stdout
+    progress = [part for part in stderr.replace("\r", "\n").splitlines() if part.strip()]
+    assert progress and all(part.startswith("Latte: ") for part in progress), stderr
 
 
 def test_path_is_an_alias_of_weights_and_pab_config_reports_saved_calls(latte_folder, tmp_path, capsys):
