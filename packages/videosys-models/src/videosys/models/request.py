@@ -166,11 +166,10 @@ def _call(args: argparse.Namespace, spec: ModelSpec) -> dict[str, Any]:
 
 def validate(args: argparse.Namespace) -> Request:
     """Check every option of ``videosys generate`` and the weights folder's layout; load nothing."""
-    if args.model is None:
-        if DEFAULT_MODEL is None:
-            raise UsageError(f"--model is required (no default model is registered yet); one of {list_models()}")
-        args.model = DEFAULT_MODEL
-    spec = get_model(args.model)
+    name = args.model or DEFAULT_MODEL
+    if name is None:
+        raise UsageError(f"--model is required (no default model is registered yet); one of {list_models()}")
+    spec = get_model(name)
     condition = _condition(args, spec)
     call = _call(args, spec)
     device = check_device(args.device)

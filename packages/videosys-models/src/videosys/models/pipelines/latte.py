@@ -169,12 +169,12 @@ class LattePipeline(Pipeline):
             raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
         if output_type not in ("frames", "latent", "video"):
             raise ValueError(f"output_type must be 'frames', 'latent' or 'video', got {output_type!r}")
-        if not 1 <= num_frames <= self.transformer.video_length:
-            raise ValueError(f"num_frames {num_frames}: this Latte makes 1..{self.transformer.video_length} frames")
         factor = self.vae_scale_factor * self.transformer.patch_size
         if height % factor or width % factor:
             raise ValueError(f"height and width must be multiples of {factor}, got {height}x{width}")
         generator = make_generator(seed, generator)
+        if not 1 <= num_frames <= self.transformer.video_length:
+            raise ValueError(f"num_frames {num_frames}: this Latte makes 1..{self.transformer.video_length} frames")
         guided = guidance_scale > 1.0
         context = self.encode_prompt(prompts, negative_prompt, guided, mask_feature)
         shape = (
