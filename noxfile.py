@@ -22,7 +22,7 @@ PACKAGES = ROOT / "packages"
 TORCH_SPEC = shlex.split(os.environ.get("VIDEOSYS_TORCH_SPEC", "torch==2.13.0"))
 PYTEST = ("pytest", "-q", "-m", "not gpu", "-p", "no:cacheprovider")
 
-nox.options.sessions = ["lint", "core", "dsp", "pab", "models", "train", "docs", "build"]
+nox.options.sessions = ["lint", "core", "dsp", "pab", "models", "train", "docs", "build", "readme"]
 nox.options.reuse_existing_virtualenvs = False
 
 
