@@ -22,7 +22,7 @@ PACKAGES = ROOT / "packages"
 TORCH_SPEC = shlex.split(os.environ.get("VIDEOSYS_TORCH_SPEC", "torch==2.13.0"))
 PYTEST = ("pytest", "-q", "-m", "not gpu", "-p", "no:cacheprovider")
 
-nox.options.sessions = ["lint", "core", "dsp", "pab", "models", "train", "docs", "build"]
+nox.options.sessions = ["lint", "core", "dsp", "pab", "models", "train", "docs", "build", "readme"]
 nox.options.reuse_existing_virtualenvs = False
 
 
@@ -156,6 +156,28 @@ def gpu(session: nox.Session) -> None:
     session.run("pytest", "-q", "-m", "gpu", "packages", *session.posargs)
     for script in sorted((ROOT / "benchmarks").glob("*.py")):
         session.run("python", str(script))
+
+
+def readme_commands(path: Path) -> list[str]:
+    """The install and check lines of a README's ``bash`` blocks (``pip install``, ``python -c``, ``videosys``)."""
+    lines, inside = [], False
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```bash" if not inside else False
+        elif inside and line.startswith(("pip install ", "python -c ", "videosys --version", "videosys models")):
+            lines.append(line)
+    return lines
+
+
+@nox.session
+def readme(session: nox.Session) -> None:
+    """Every install line of the top README and the models README, run as written, then the CLI they install."""
+    for path in (ROOT / "README.md", PACKAGES / "videosys-models" / "README.md"):
+        commands = readme_commands(path)
+        if not any(line.startswith("pip install ") for line in commands):
+            session.error(f"{path} shows no pip install line to check")
+        for line in commands:
+            session.run(*shlex.split(line, comments=True))
 
 
 @nox.session

@@ -60,3 +60,22 @@ def test_bad_frames_and_paths_are_rejected(tmp_path):
     path = save_video(moving_square(), tmp_path / "ok.gif")
     with pytest.raises(IndexError, match=r"frame indices \[9\] are outside the 6 frames"):
         load_video(path, frame_indices=[0, 9])
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_unwritable_destination_fails_loudly_and_quietly(tmp_path, capfd, suffix):
+    """Writing into a file (not a folder) raises OSError naming the path; nothing else reaches stderr."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(OSError, match=f"cannot write {blocker}/out{suffix}"):
+        save_video(frames, blocker / f"out{suffix}")
+    import gc
+
+    gc.collect()  # a leaked writer would print its finaliser's traceback here
+    assert capfd.readouterr().err == ""
+
+
+def test_mp4_writing_prints_no_ffmpeg_warnings(tmp_path, capfd):
+    save_video(np.zeros((2, 8, 8, 3), np.uint8), tmp_path / "x.mp4")
+    assert capfd.readouterr().err == ""

@@ -66,7 +66,7 @@ def save_video(frames: np.ndarray | torch.Tensor, path: str | os.PathLike, fps: 
     suffix = _suffix(path)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_writable(path)
     iio = _imageio()
     if suffix == ".mp4":
         height, width = frames.shape[1:3]
@@ -79,12 +79,29 @@ def save_video(frames: np.ndarray | torch.Tensor, path: str | os.PathLike, fps: 
             fps=fps,
             codec="libx264",
             macro_block_size=1,
-            output_params=["-pix_fmt", "yuv420p", "-crf", "18"],
+            pixelformat="yuv420p",
+            output_params=["-crf", "18"],
         )
+        if not path.is_file() or path.stat().st_size == 0:  # ffmpeg reports its failures on stderr and exits 0
+            path.unlink(missing_ok=True)
+            raise OSError(f"ffmpeg wrote nothing to {path}")
     else:
         frame_ms = 10 * max(2, round(100 / fps))  # a whole number of centiseconds, as GIF stores it
-        iio.imwrite(path, frames, plugin="pillow", duration=frame_ms, loop=0, comment=f"{_GIF_COMMENT}{frame_ms}")
+        comment = f"{_GIF_COMMENT}{frame_ms}"
+        data = iio.imwrite(
+            "<bytes>", frames, extension=".gif", plugin="pillow", duration=frame_ms, loop=0, comment=comment
+        )
+        path.write_bytes(data)  # encoded in memory: a failed write raises here, not in a writer's finaliser
     return path
+
+
+def _check_writable(path: Path) -> None:
+    """Create ``path`` (and its folder) now, so an unwritable destination fails before any encoding."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.open("wb").close()
+    except OSError as err:
+        raise OSError(f"cannot write {path}: {err.strerror or err}") from err
 
 
 def load_video(path: str | os.PathLike, frame_indices: Sequence[int] | None = None) -> np.ndarray:

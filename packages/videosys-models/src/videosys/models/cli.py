@@ -1,114 +1,204 @@
-"""``videosys`` command line: ``videosys generate --model NAME --path DIR --prompt ... --out FILE``."""
+"""``videosys`` command line: ``videosys generate``, ``videosys models``, ``videosys --version``.
+
+Errors end the run with one line on stderr and a non-zero exit (``--debug`` shows the traceback). Under
+``torchrun ... -m videosys.models generate --dsp`` the backbone is sharded with videosys.dsp, rank 0
+writes the file and an error on any rank stops every rank, printed once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import time
+import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-import torch
+from .registry import DEFAULT_MODEL, MODELS, ModelSpec, list_models
+from .request import DTYPES, IMAGE_SUFFIXES, Request, validate
 
-from .registry import UnknownModelError, get_model, list_models, load
+__all__ = ["describe_model", "describe_pab", "generate", "main"]
 
-__all__ = ["main"]
+PROG = "videosys"
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (argparse prints the whole usage before them)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="videosys", description="Generate videos and images with VideoSys models.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("models", help="list the registered models")
-    gen = commands.add_parser("generate", help="sample from a model checkpoint folder")
-    gen.add_argument("--model", required=True, help=f"registered model name: {', '.join(list_models())}")
-    gen.add_argument("--path", required=True, type=Path, help="checkpoint folder in the diffusers layout")
-    gen.add_argument(
-        "--prompt", required=True, action="append", help="text prompt, or a class id/name for DiT; repeatable"
-    )
-    gen.add_argument("--out", required=True, type=Path, help="output file: .mp4/.gif (videos) or .png/.jpg (images)")
-    gen.add_argument("--steps", type=int, help="denoising steps (model default if omitted)")
-    gen.add_argument("--cfg", type=float, help="classifier-free guidance scale (model default if omitted)")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--frames", type=int, help="video frames (text-to-video models)")
-    gen.add_argument("--height", type=int, help="video height in pixels (text-to-video models)")
-    gen.add_argument("--width", type=int, help="video width in pixels (text-to-video models)")
-    gen.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    gen.add_argument("--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA, fp32 elsewhere")
+    from . import __version__
+
+    parser = _Parser(prog=PROG, description="Generate videos and images with VideoSys models.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__} (videosys-models)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands.add_parser("models", help="list the registered models, their defaults and weights folders")
+    gen = commands.add_parser("generate", help="sample a video (or an image) from a model's weights")
+    default = f" (default: {DEFAULT_MODEL})" if DEFAULT_MODEL else ""
+    gen.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(list_models())}{default}")
+    gen.add_argument("--weights", "--path", dest="weights", type=Path, help="weights folder in the official layout")
+    gen.add_argument("--prompt", help="text prompt (text-to-video models)")
+    gen.add_argument("--class", dest="class_label", help="class name or index (class-conditional models: DiT)")
+    gen.add_argument("--out", type=Path, default=Path("video.mp4"), help="output .mp4 or .gif (DiT: also .png/.jpg)")
+    gen.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    gen.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the model's)")
+    gen.add_argument("--seed", type=int, default=0, help="noise seed; the same seed gives the same video on any device")
+    gen.add_argument("--frames", type=int, help="frames (text-to-video models; default: the model's)")
+    gen.add_argument("--resolution", help="SIZE or WIDTHxHEIGHT in pixels (text-to-video models)")
+    gen.add_argument("--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA, fp32 on CPU")
+    gen.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu, cuda or cuda:N")
     gen.add_argument("--pab", action="store_true", help="Pyramid Attention Broadcast with the model's defaults")
+    gen.add_argument("--pab-config", type=Path, help="PAB settings from a JSON file (implies --pab)")
+    gen.add_argument("--dsp", action="store_true", help="shard the backbone over torchrun's ranks (videosys-dsp)")
     gen.add_argument("--allow-bin", action="store_true", help="read pickled .bin weights (trusted folders only)")
+    gen.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
     return parser
 
 
-def _call_kwargs(args: argparse.Namespace, defaults: dict[str, Any], video: bool) -> dict[str, Any]:
-    kwargs = dict(defaults)
-    overrides = {"num_inference_steps": args.steps, "guidance_scale": args.cfg}
-    if video:
-        overrides.update(num_frames=args.frames, height=args.height, width=args.width)
-    elif any(v is not None for v in (args.frames, args.height, args.width)):
-        raise ValueError("--frames/--height/--width apply to text-to-video models; DiT's size is its checkpoint's")
-    kwargs.update({k: v for k, v in overrides.items() if v is not None})
-    return kwargs
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
-def _enable_pab(pipeline: Any, spec: Any) -> None:
-    if spec.pab is None:
-        raise ValueError(f"model {spec.name} has no published PAB defaults")
-    try:
-        import videosys.pab as pab
-    except ImportError as err:
-        raise ImportError("--pab needs videosys-pab: pip install videosys-pab") from err
-    pab.enable(pipeline.transformer, spec.pab.to_pab_config())
+def _quiet() -> None:
+    """Silence what a user cannot act on: hub access, loading bars, accelerate and dtype advice."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.filterwarnings("ignore")
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
+    logging.getLogger("torch.distributed").setLevel(logging.ERROR)
 
 
-def _write(results: Any, out: Path, video: bool, fps: float) -> list[Path]:
+def describe_pab(config: Any) -> str:
+    """``"spatial every 2 in (100, 800), ...; MLP reuse of layers 0, 1, ..."`` for ``videosys models``."""
+    kinds = [
+        f"{kind} every {rule.interval} in ({rule.window[0]:g}, {rule.window[1]:g})"
+        for kind in ("spatial", "temporal", "full", "cross")
+        if (rule := getattr(config, kind)) is not None
+    ]
+    mlp = f"; MLP reuse of layers {', '.join(map(str, config.mlp.layers))}" if config.mlp is not None else ""
+    return ", ".join(kinds) + mlp
+
+
+def describe_model(spec: ModelSpec) -> list[str]:
+    """The lines ``videosys models`` prints for one model."""
+    names = {"num_inference_steps": "steps", "guidance_scale": "cfg", "num_frames": "frames"}
+    defaults = [f"{names[k]} {v}" for k, v in spec.defaults.items() if k in names]
+    if "height" in spec.defaults:
+        defaults.append(f"resolution {spec.defaults['width']}x{spec.defaults['height']}")
+    pipeline = spec.pipeline_class()
+    return [
+        f"{spec.name}  ({spec.task}) {spec.description}",
+        f"    defaults: {', '.join(defaults)}",
+        f"    PAB: {describe_pab(spec.pab) if spec.pab is not None else 'no published defaults (use --pab-config)'}",
+        f"    weights folder ({pipeline.OFFICIAL}): {pipeline.layout()}",
+    ]
+
+
+def _write(result: Any, out: Path, fps: float) -> None:
+    """A video (or DiT's images as frames) to .mp4/.gif, or the first image to .png/.jpg."""
     from videosys.core.io import save_video
 
-    if video:
-        paths = [out] if len(results) == 1 else [out.with_stem(f"{out.stem}_{i}") for i in range(len(results))]
-        return [save_video(frames, path, fps=fps) for frames, path in zip(results, paths)]
     if out.suffix.lower() in IMAGE_SUFFIXES:
         import imageio.v3 as iio
 
-        paths = [out] if len(results) == 1 else [out.with_stem(f"{out.stem}_{i}") for i in range(len(results))]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        for image, path in zip(results, paths):
-            iio.imwrite(path, image)
-        return paths
-    return [save_video(results, out, fps=1)]  # images as the frames of one .gif/.mp4
+        iio.imwrite(out, result[0])
+    else:
+        save_video(result, out, fps=fps)
 
 
-def generate(args: argparse.Namespace) -> list[Path]:
-    spec = get_model(args.model)
-    video = spec.task == "text-to-video"
-    if video and args.out.suffix.lower() not in (".mp4", ".gif"):
-        raise ValueError(f"{spec.name} makes videos: --out must end in .mp4 or .gif, got {args.out.name!r}")
-    kwargs = _call_kwargs(args, dict(spec.defaults), video)
-    dtype = DTYPES[args.dtype] if args.dtype else None
-    pipeline = load(spec.name, args.path, device=args.device, dtype=dtype, allow_bin=args.allow_bin)
-    if args.pab:
-        _enable_pab(pipeline, spec)
-    results = pipeline(args.prompt, seed=args.seed, **kwargs)
-    return _write(results, args.out, video, fps=getattr(pipeline, "fps", 8))
+def _pab_saved(model: Any) -> str:
+    import videosys.pab as pab
+
+    counts = pab.stats(model)
+    reused = sum(c["reused"] for c in counts.values())
+    calls = sum(c["reused"] + c["computed"] for c in counts.values())
+    return f"PAB saved {reused} of {calls} attention/MLP branch calls"
+
+
+def generate(request: Request) -> str:
+    """Load, sample and (on rank 0) write; returns the summary line."""
+    from .ranks import ranks
+    from .registry import load
+
+    with ranks(request.dsp, request.device, _report) as (group, device):
+        error, pipeline = None, None
+        started = time.perf_counter()
+        try:
+            pipeline = load(
+                request.spec.name, request.weights, device=device, dtype=request.dtype, allow_bin=request.allow_bin
+            )
+            if request.pab is not None:
+                import videosys.pab as pab
+
+                pab.enable(pipeline.transformer, request.pab)
+            if request.dsp:
+                import videosys.dsp as dsp
+
+                dsp.parallelize(pipeline.transformer)
+        except Exception as err:
+            error = err
+        group.agree(error)
+        loaded = time.perf_counter()
+        result = None
+        try:
+            output = pipeline(request.condition, progress=group.is_writer, **request.call)
+            result = output[0] if request.video else output
+        except Exception as err:
+            error = err
+        group.agree(error)
+        sampled = time.perf_counter()
+        try:
+            if group.is_writer:
+                _write(result, request.out, getattr(pipeline, "fps", 1))
+        except Exception as err:
+            error = err
+        group.agree(error)
+    steps = request.call["num_inference_steps"]
+    pab_note = _pab_saved(pipeline.transformer) if request.pab is not None else "PAB off"
+    ranks_note = f" on {group.world} ranks (DSP)" if request.dsp else ""
+    return (
+        f"{PROG}: wrote {request.out} in {sampled - loaded:.1f} s{ranks_note} (loading {loaded - started:.1f} s), "
+        f"{steps} steps, {pab_note}"
+    )
+
+
+def _report(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "models":
-        for name in list_models():
-            print(f"{name:16s} {get_model(name).description}")
-        return 0
+    args = _parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    writer = os.environ.get("RANK", "0") == "0"
     try:
-        paths = generate(args)
-    except (UnknownModelError, ValueError, FileNotFoundError, ImportError) as err:
-        parser.exit(2, f"videosys: error: {err}\n")
-    for path in paths:
-        print(path)
+        if args.command == "models":
+            for name in list_models():
+                print("\n".join(describe_model(MODELS[name])))
+            return 0
+        if not debug:
+            _quiet()
+        summary = generate(validate(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:
+        if debug:
+            traceback.print_exc()
+        if writer and not getattr(err, "reported", False):
+            _report(str(err))
+        return 1
+    if writer:
+        print(summary)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

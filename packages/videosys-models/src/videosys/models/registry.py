@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from .pab_defaults import LATTE_PAB, PABDefaults
 
-__all__ = ["MODELS", "ModelSpec", "UnknownModelError", "get_model", "list_models", "load"]
+__all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "UnknownModelError", "get_model", "list_models", "load"]
 
 
 class UnknownModelError(ValueError):
@@ -75,6 +75,11 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+DEFAULT_MODEL: str | None = None
+"""The model ``videosys generate`` uses without ``--model``: the embedded text-to-video model once it is
+registered; until then ``--model`` is required."""
+
+
 def list_models() -> list[str]:
     """Registered model names."""
     return sorted(MODELS)
@@ -94,8 +99,9 @@ def load(name: str, path: str | os.PathLike, **kwargs: Any) -> Any:
     pipeline = spec.pipeline_class().from_pretrained(path, **kwargs)
     size = pipeline.transformer.sample_size
     if spec.sample_size is not None and size != spec.sample_size:
+        matching = [n for n, s in MODELS.items() if s.sample_size == size] or ["none is registered"]
         raise ValueError(
             f"{path} holds a model with latent size {size}, but {spec.name} has latent size {spec.sample_size}; "
-            f"pick the matching model name ({', '.join(n for n, s in MODELS.items() if s.sample_size == size)})"
+            f"pick the matching model name ({', '.join(matching)})"
         )
     return pipeline

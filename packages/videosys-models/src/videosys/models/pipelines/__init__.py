@@ -1,7 +1,7 @@
-"""Text-to-video and class-to-image pipelines: text encoder, backbone, scheduler and VAE from one folder."""
+"""Text-to-video and class-to-image pipelines on one base: components from one folder, one denoising loop."""
 
+from .base import Component, FrameCondition, IncompleteWeightsError, Pipeline
 from .dit import DiTPipeline
 from .latte import LattePipeline
-from .sampling import denoise
 
-__all__ = ["DiTPipeline", "LattePipeline", "denoise"]
+__all__ = ["Component", "DiTPipeline", "FrameCondition", "IncompleteWeightsError", "LattePipeline", "Pipeline"]

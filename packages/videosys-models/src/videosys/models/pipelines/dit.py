@@ -9,7 +9,6 @@ them, classes are numbers.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +19,8 @@ from videosys.core.io import to_uint8_frames
 
 from ..loading import load_backbone
 from ..transformers import DiTTransformer
-from .sampling import denoise, load_scheduler, make_generator, random_latents
+from .base import Component, Pipeline
+from .sampling import load_scheduler, make_generator, random_latents
 
 __all__ = ["DiTPipeline", "parse_id2label"]
 
@@ -34,8 +34,16 @@ def parse_id2label(id2label: dict[Any, str]) -> dict[str, int]:
     return dict(sorted(labels.items()))
 
 
-class DiTPipeline:
+class DiTPipeline(Pipeline):
     """Class label to image with DiT-XL/2 (256 or 512). Defaults: 50 steps, guidance 4.0."""
+
+    OFFICIAL = "facebook/DiT-XL-2-256 or -512"
+    COMPONENTS = (
+        Component("transformer", "config.json", "DiT backbone, diffusers DiTTransformer2DModel"),
+        Component("vae", "config.json", "sd-vae-ft-ema AutoencoderKL"),
+        Component("scheduler", "scheduler_config.json", "DDIM or DDPM"),
+        Component("model_index.json", None, "id2label: ImageNet class names", required=False),
+    )
 
     def __init__(
         self, transformer: DiTTransformer, vae: Any, scheduler: Any, id2label: dict[Any, str] | None = None
@@ -46,24 +54,15 @@ class DiTPipeline:
         self.labels = parse_id2label(id2label) if id2label else {}
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        *,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype | None = None,
-        allow_bin: bool = False,
-    ) -> DiTPipeline:
-        """Load a DiT folder (``transformer/ vae/ scheduler/``, optional ``model_index.json`` with ``id2label``)."""
+    def load(cls, root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool) -> DiTPipeline:
+        """Read a checked DiT folder; class names come from ``model_index.json``'s ``id2label`` when present."""
         import diffusers
 
-        root = Path(path)
-        if not root.is_dir():
-            raise FileNotFoundError(f"DiT checkpoint folder {root} does not exist")
-        dtype = dtype or (torch.float16 if torch.device(device).type == "cuda" else torch.float32)
         index = root / "model_index.json"
         id2label = json.loads(index.read_text()).get("id2label") if index.is_file() else None
-        vae = diffusers.AutoencoderKL.from_pretrained(root / "vae", use_safetensors=None if allow_bin else True)
+        vae = diffusers.AutoencoderKL.from_pretrained(
+            root / "vae", use_safetensors=None if allow_bin else True, local_files_only=True
+        )
         return cls(
             transformer=load_backbone(
                 DiTTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin
@@ -72,10 +71,6 @@ class DiTPipeline:
             scheduler=load_scheduler(root / "scheduler"),
             id2label=id2label,
         )
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.transformer.parameters()).device
 
     def label_ids(self, labels: list[int | str]) -> list[int]:
         """Class ids from ids or names (names need the checkpoint's ``id2label``)."""
@@ -123,7 +118,7 @@ class DiTPipeline:
         ids = torch.tensor(self.label_ids(labels), device=self.device)
         generator = make_generator(seed, generator)
         model = self.transformer
-        dtype = next(model.parameters()).dtype
+        dtype = self.dtype
         shape = (len(ids), model.in_channels, model.sample_size, model.sample_size)
         latents = random_latents(shape, generator, self.device, dtype)
         guided = guidance_scale > 1.0
@@ -132,17 +127,15 @@ class DiTPipeline:
         def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return model(x.to(dtype), t, model_labels)
 
-        latents = denoise(
+        latents = self.denoise(
             model_fn,
             latents,
-            self.scheduler,
             num_inference_steps,
             guidance_scale=guidance_scale,
             guided_channels=model.in_channels,
             generator=generator,
             eta=eta,
             progress=progress,
-            desc="DiT",
         )
         if output_type == "latent":
             return latents

@@ -10,7 +10,6 @@ generator, frames decoded in chunks. Caption cleaning with bs4/ftfy (diffusers' 
 from __future__ import annotations
 
 import inspect
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,21 +21,27 @@ from videosys.core.io import to_uint8_frames
 from ..loading import load_backbone
 from ..text_encoders import encode_texts
 from ..transformers import LatteTransformer
-from .sampling import denoise, load_scheduler, make_generator, random_latents
+from .base import Component, FrameCondition, Pipeline
+from .sampling import load_scheduler, make_generator, random_latents
 
 __all__ = ["LattePipeline"]
 
 MAX_TEXT_TOKENS = 120
 
 
-def _default_dtype(device: torch.device | str) -> torch.dtype:
-    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
-
-
-class LattePipeline:
+class LattePipeline(Pipeline):
     """Text to video with Latte-1. Defaults: 16 frames, 512x512, 50 DDIM steps, guidance 7.5, 8 fps."""
 
     fps = 8
+    OFFICIAL = "maxin-cn/Latte-1"
+    COMPONENTS = (
+        Component("transformer", "config.json", "Latte backbone, diffusers LatteTransformer3DModel"),
+        Component("vae", "config.json", "image VAE, AutoencoderKL"),
+        Component("vae_temporal_decoder", "config.json", "AutoencoderKLTemporalDecoder", required=False),
+        Component("text_encoder", "config.json", "T5 v1.1 XXL encoder"),
+        Component("tokenizer", "tokenizer_config.json", "T5 tokenizer"),
+        Component("scheduler", "scheduler_config.json", "DDIM"),
+    )
 
     def __init__(
         self, transformer: LatteTransformer, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any
@@ -48,53 +53,43 @@ class LattePipeline:
         self.scheduler = scheduler
 
     @classmethod
-    def from_pretrained(
+    def load(
         cls,
-        path: str | os.PathLike,
+        root: Path,
         *,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype | None = None,
+        device: torch.device,
+        dtype: torch.dtype,
+        allow_bin: bool,
         vae: Literal["auto", "temporal", "2d"] = "auto",
-        allow_bin: bool = False,
     ) -> LattePipeline:
-        """Load a Latte-1 folder (``transformer/ vae/ vae_temporal_decoder/ text_encoder/ tokenizer/ scheduler/``).
-
-        ``vae="auto"`` takes the temporal decoder when the folder has one (Latte-1's default), else
-        ``vae/``. ``dtype`` defaults to float16 on CUDA and float32 elsewhere. Safetensors weights are
-        required unless ``allow_bin=True``.
-        """
+        """Read a checked Latte-1 folder. ``vae="auto"`` takes the temporal decoder when the folder has one
+        (Latte-1's default), else ``vae/``."""
         import diffusers
         from transformers import AutoTokenizer, T5EncoderModel
 
-        root = Path(path)
-        if not root.is_dir():
-            raise FileNotFoundError(f"Latte checkpoint folder {root} does not exist")
-        dtype = dtype or _default_dtype(device)
         if vae == "auto":
             vae = "temporal" if (root / "vae_temporal_decoder").is_dir() else "2d"
         if vae not in ("temporal", "2d"):
             raise ValueError(f"vae must be 'auto', 'temporal' or '2d', got {vae!r}")
-        safetensors = None if allow_bin else True
         if vae == "temporal":
-            autoencoder = diffusers.AutoencoderKLTemporalDecoder.from_pretrained(
-                root / "vae_temporal_decoder", use_safetensors=safetensors
-            )
-        else:
-            autoencoder = diffusers.AutoencoderKL.from_pretrained(root / "vae", use_safetensors=safetensors)
-        text_encoder = T5EncoderModel.from_pretrained(root / "text_encoder", use_safetensors=safetensors)
+            cls.check_folder(root, extra=(Component("vae_temporal_decoder", "config.json", "temporal decoder"),))
+        vae_class, vae_folder = (
+            (diffusers.AutoencoderKLTemporalDecoder, "vae_temporal_decoder")
+            if vae == "temporal"
+            else (diffusers.AutoencoderKL, "vae")
+        )
+        local = {"use_safetensors": None if allow_bin else True, "local_files_only": True}
+        autoencoder = vae_class.from_pretrained(root / vae_folder, **local)
+        text_encoder = T5EncoderModel.from_pretrained(root / "text_encoder", **local)
         return cls(
             transformer=load_backbone(
                 LatteTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin
             ),
             vae=autoencoder.to(device=device, dtype=dtype).eval(),
             text_encoder=text_encoder.to(device=device, dtype=dtype).eval(),
-            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer"),
+            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
             scheduler=load_scheduler(root / "scheduler"),
         )
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.transformer.parameters()).device
 
     @property
     def vae_scale_factor(self) -> int:
@@ -149,6 +144,7 @@ class LattePipeline:
         mask_feature: bool = True,
         enable_temporal_attentions: bool = True,
         decode_chunk_size: int = 14,
+        given_frames: FrameCondition | None = None,
         output_type: Literal["frames", "latent", "video"] = "frames",
         progress: bool = True,
     ) -> list[np.ndarray] | torch.Tensor:
@@ -156,7 +152,7 @@ class LattePipeline:
 
         ``output_type="frames"`` returns a list of uint8 ``(T, H, W, 3)`` arrays (for
         :func:`videosys.core.io.save_video`); ``"latent"`` the final latents; ``"video"`` the decoded
-        float videos ``(B, 3, T, H, W)``.
+        float videos ``(B, 3, T, H, W)``. ``given_frames`` holds latent frames fixed (video continuation).
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts or not all(isinstance(p, str) for p in prompts):
@@ -167,6 +163,8 @@ class LattePipeline:
         if height % factor or width % factor:
             raise ValueError(f"height and width must be multiples of {factor}, got {height}x{width}")
         generator = make_generator(seed, generator)
+        if not 1 <= num_frames <= self.transformer.video_length:
+            raise ValueError(f"num_frames {num_frames}: this Latte makes 1..{self.transformer.video_length} frames")
         guided = guidance_scale > 1.0
         context = self.encode_prompt(prompts, negative_prompt, guided, mask_feature)
         shape = (
@@ -177,23 +175,22 @@ class LattePipeline:
             width // self.vae_scale_factor,
         )
         latents = random_latents(shape, generator, self.device, context.dtype)
-        model_dtype = next(self.transformer.parameters()).dtype
+        model_dtype = self.dtype
 
         def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.transformer(
                 x.to(model_dtype), t, context.to(model_dtype), enable_temporal_attentions=enable_temporal_attentions
             )
 
-        latents = denoise(
+        latents = self.denoise(
             model_fn,
             latents,
-            self.scheduler,
             num_inference_steps,
             guidance_scale=guidance_scale,
             generator=generator,
             eta=eta,
+            given_frames=given_frames,
             progress=progress,
-            desc="Latte",
         )
         if output_type == "latent":
             return latents

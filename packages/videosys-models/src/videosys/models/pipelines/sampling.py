@@ -1,8 +1,6 @@
-"""The sampling loop every VideoSys pipeline shares: noise, guided model calls inside the step context, scheduler.
+"""Pieces of the sampling loop (:meth:`videosys.models.pipelines.Pipeline.denoise`): scheduler, noise, guidance.
 
-Schedulers are diffusers' (DDIM, DDPM, ...), read from the checkpoint's ``scheduler/`` folder. Each step
-runs inside :func:`videosys.core.denoising_step`, so step-aware wrappers (attention broadcast) know
-where they are.
+Schedulers are diffusers' (DDIM, DDPM, ...), read from the checkpoint's ``scheduler/`` folder.
 """
 
 from __future__ import annotations
@@ -10,18 +8,19 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from videosys.core import denoising_step
-
-__all__ = ["denoise", "load_scheduler", "make_generator", "random_latents", "uses_learned_variance"]
-
-ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = [
+    "guide",
+    "load_scheduler",
+    "make_generator",
+    "random_latents",
+    "scheduler_step_kwargs",
+    "uses_learned_variance",
+]
 
 
 def load_scheduler(folder: str | os.PathLike) -> Any:
@@ -35,7 +34,7 @@ def load_scheduler(folder: str | os.PathLike) -> Any:
     cls = getattr(diffusers, name, None) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"{path} names scheduler class {name!r}, which diffusers does not provide")
-    return cls.from_pretrained(folder)
+    return cls.from_pretrained(folder, local_files_only=True)
 
 
 def make_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
@@ -64,7 +63,7 @@ def uses_learned_variance(scheduler: Any) -> bool:
     return getattr(scheduler.config, "variance_type", None) in ("learned", "learned_range")
 
 
-def _step_kwargs(scheduler: Any, generator: torch.Generator | None, eta: float) -> dict[str, Any]:
+def scheduler_step_kwargs(scheduler: Any, generator: torch.Generator | None, eta: float) -> dict[str, Any]:
     accepted = set(inspect.signature(scheduler.step).parameters)
     kwargs: dict[str, Any] = {}
     if "eta" in accepted:
@@ -74,7 +73,7 @@ def _step_kwargs(scheduler: Any, generator: torch.Generator | None, eta: float) 
     return kwargs
 
 
-def _guide(output: torch.Tensor, scale: float, guided_channels: int | None) -> torch.Tensor:
+def guide(output: torch.Tensor, scale: float, guided_channels: int | None) -> torch.Tensor:
     """Classifier-free guidance on a ``[conditional; unconditional]`` batch.
 
     ``guided_channels=None`` guides every output channel (Latte); an integer guides only the first
@@ -85,44 +84,3 @@ def _guide(output: torch.Tensor, scale: float, guided_channels: int | None) -> t
         return uncond + scale * (cond - uncond)
     eps = uncond[:, :guided_channels] + scale * (cond[:, :guided_channels] - uncond[:, :guided_channels])
     return torch.cat([eps, cond[:, guided_channels:]], dim=1)
-
-
-def denoise(
-    model_fn: ModelFn,
-    latents: torch.Tensor,
-    scheduler: Any,
-    num_steps: int,
-    *,
-    guidance_scale: float,
-    guided_channels: int | None = None,
-    generator: torch.Generator | None = None,
-    eta: float = 0.0,
-    progress: bool = True,
-    desc: str = "denoising",
-) -> torch.Tensor:
-    """Run the scheduler's ``num_steps`` steps from noise ``latents`` and return the final latents.
-
-    ``model_fn(x, t)`` gets the model input and one timestep per sample. With ``guidance_scale > 1``
-    its batch is ``[conditional; unconditional]`` (twice the latents' batch) and the outputs are
-    combined by classifier-free guidance. The model's predicted variance (channels past the latents')
-    reaches the scheduler only if it uses it.
-    """
-    if num_steps < 1:
-        raise ValueError(f"num_inference_steps must be >= 1, got {num_steps}")
-    scheduler.set_timesteps(num_steps, device=latents.device)
-    timesteps = scheduler.timesteps
-    latents = latents * scheduler.init_noise_sigma
-    step_kwargs = _step_kwargs(scheduler, generator, eta)
-    guided = guidance_scale > 1.0
-    channels = latents.shape[1]
-    for i, t in enumerate(tqdm(timesteps, desc=desc, disable=not progress)):
-        with denoising_step(i, t, len(timesteps)):
-            model_input = torch.cat([latents, latents]) if guided else latents
-            model_input = scheduler.scale_model_input(model_input, t)
-            output = model_fn(model_input, t.expand(model_input.shape[0]))
-            if guided:
-                output = _guide(output, guidance_scale, guided_channels)
-            if not uses_learned_variance(scheduler):
-                output = output[:, :channels]
-            latents = scheduler.step(output.to(latents.dtype), t, latents, **step_kwargs, return_dict=False)[0]
-    return latents

@@ -90,6 +90,8 @@ class LatteTransformer(PatchedBackbone):
         self.t_embedder = TimestepEmbedder(dim)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         self.caption_projection = CaptionProjection(caption_channels, dim)
+        self.video_length = video_length
+        """Latent frames the temporal position table covers: the most one video can have."""
         temporal_table = sincos_1d(torch.arange(video_length), dim).float()
         blocks = []
         for i in range(num_layers):

@@ -1,4 +1,4 @@
-"""Model registry, PAB defaults and the ``videosys`` command line."""
+"""Model registry and PAB defaults."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import diffusers
 import pytest
 
 from videosys.core import AttentionAxis, DenoisingStep
-from videosys.core.io import load_video
 from videosys.models import LATTE_PAB, UnknownModelError, get_model, list_models, load
-from videosys.models.cli import main
 
 
 def test_registry_names_and_defaults():
@@ -68,37 +66,3 @@ def test_pab_config_needs_the_pab_package(monkeypatch):
 def test_dit_checkpoint_size_is_checked(dit_folder):
     with pytest.raises(ValueError, match="latent size 8, but dit-xl-2-256 has latent size 32"):
         load("dit-xl-2-256", dit_folder)
-
-
-def test_cli_generates_a_latte_video(latte_folder, tmp_path, capsys):
-    out = tmp_path / "cat.gif"
-    argv = ["generate", "--model", "latte", "--path", str(latte_folder), "--prompt", "a cat runs", "--out", str(out)]
-    assert main([*argv, "--steps", "2", "--frames", "4", "--height", "16", "--width", "16", "--seed", "3"]) == 0
-    assert capsys.readouterr().out.strip() == str(out)
-    assert load_video(out).shape == (4, 16, 16, 3)
-
-
-def test_cli_generates_dit_images(dit_256_folder, tmp_path, capsys):
-    out = tmp_path / "fish.png"
-    argv = ["generate", "--model", "dit-xl-2-256", "--path", str(dit_256_folder), "--out", str(out), "--steps", "2"]
-    assert main([*argv, "--prompt", "tench", "--prompt", "7"]) == 0
-    paths = capsys.readouterr().out.split()
-    assert paths == [str(tmp_path / "fish_0.png"), str(tmp_path / "fish_1.png")]
-    import imageio.v3 as iio
-
-    assert iio.imread(paths[0]).shape == (64, 64, 3)
-
-
-def test_cli_unknown_model_and_bad_output(latte_folder, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["generate", "--model", "sora", "--path", str(tmp_path), "--prompt", "x", "--out", "x.mp4"])
-    assert exit_info.value.code == 2
-    assert "known models: dit, dit-xl-2-256, dit-xl-2-512, latte" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["generate", "--model", "latte", "--path", str(latte_folder), "--prompt", "x", "--out", "x.png"])
-    assert "--out must end in .mp4 or .gif" in capsys.readouterr().err
-
-
-def test_cli_lists_models(capsys):
-    assert main(["models"]) == 0
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == list_models()

@@ -1,0 +1,205 @@
+"""The base every VideoSys pipeline builds on: folder checks and loading, device/dtype, the denoising loop.
+
+A pipeline subclass says only what differs: the components of its official folder (:attr:`Pipeline.COMPONENTS`),
+how to build itself from them (:meth:`Pipeline.load`), and how to call its backbone. The loop
+(:meth:`Pipeline.denoise`) owns noise scaling, classifier-free guidance, the progress bar and the
+:func:`videosys.core.denoising_step` context; :meth:`Pipeline.step` is the sampler hook (a scheduler's
+update rule) and :class:`FrameCondition` keeps given frames fixed (image- or video-to-video through a
+per-frame mask).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from videosys.core import denoising_step
+
+from .sampling import guide, scheduler_step_kwargs, uses_learned_variance
+
+__all__ = ["Component", "FrameCondition", "IncompleteWeightsError", "ModelFn", "Pipeline"]
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PipelineT = TypeVar("PipelineT", bound="Pipeline")
+
+
+class IncompleteWeightsError(FileNotFoundError):
+    """A weights folder lacks a component the pipeline needs (raised before anything is read)."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """One entry of an official weights folder: a sub-folder (or file) and the file that proves it is there."""
+
+    name: str
+    """Path inside the weights folder, e.g. ``"text_encoder"``."""
+    marker: str | None
+    """File inside it that must exist (``"config.json"``); None when ``name`` is itself a file."""
+    holds: str
+    """What it holds, for error messages and ``videosys models``."""
+    required: bool = True
+
+    def describe(self) -> str:
+        return f"{self.name}{'/' if self.marker else ''} ({self.holds}{'' if self.required else ', optional'})"
+
+    def problem(self, root: Path) -> str | None:
+        """Why this component is unusable in ``root``, or None if it is present."""
+        path = root / self.name
+        if self.marker is None:
+            return None if path.is_file() else f"{self.name}"
+        if not path.is_dir():
+            return f"{self.name}/"
+        return None if (path / self.marker).is_file() else f"{self.name}/{self.marker}"
+
+
+@dataclass(frozen=True)
+class FrameCondition:
+    """Frames given in advance: at every step they are set to the given clean latents noised to that step.
+
+    The model sees them as a real video would look at that noise level, the other frames are denoised
+    around them, and the result holds them exactly (the mechanism of image-to-video through a per-frame mask).
+    """
+
+    latents: torch.Tensor
+    """Clean latents ``(B, C, T, ...)`` shaped like the sampled ones; only the masked frames are read."""
+    mask: torch.Tensor
+    """Bool ``(B, T)`` or ``(T,)``: True where the frame is given."""
+
+    def apply(self, latents: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
+        """``latents`` with the masked frames taken from ``given``."""
+        if given.shape != latents.shape:
+            raise ValueError(f"conditioning latents {tuple(given.shape)} must match the latents {tuple(latents.shape)}")
+        batch, frames = latents.shape[0], latents.shape[2]
+        if tuple(self.mask.shape) not in ((frames,), (batch, frames)):
+            raise ValueError(
+                f"frame mask {tuple(self.mask.shape)} must be (T,) or (B, T) for latents {tuple(latents.shape)}"
+            )
+        mask = self.mask.to(device=latents.device, dtype=torch.bool).expand(batch, frames)
+        view = mask.reshape(mask.shape[0], 1, mask.shape[1], *([1] * (latents.dim() - 3)))
+        return torch.where(view, given.to(latents.dtype), latents)
+
+
+class Pipeline(ABC):
+    """Shared machinery of the pipelines; subclasses set :attr:`COMPONENTS`, :attr:`OFFICIAL` and :meth:`load`."""
+
+    OFFICIAL: ClassVar[str]
+    """The published folder this pipeline reads (e.g. ``"maxin-cn/Latte-1"``), named in errors."""
+    COMPONENTS: ClassVar[tuple[Component, ...]]
+    """The entries of the official folder, in the order they are described."""
+
+    transformer: nn.Module
+    scheduler: Any
+
+    @classmethod
+    def layout(cls) -> str:
+        """One line describing the official folder: ``transformer/ (...), vae/ (...), ...``."""
+        return ", ".join(component.describe() for component in cls.COMPONENTS)
+
+    @classmethod
+    def check_folder(cls, path: str | os.PathLike, extra: tuple[Component, ...] = ()) -> Path:
+        """``path`` as a Path, or :class:`IncompleteWeightsError` naming every missing component and the layout."""
+        root = Path(path)
+        expected = f"expected the layout of {cls.OFFICIAL}: {cls.layout()}"
+        if not root.is_dir():
+            raise IncompleteWeightsError(f"weights folder {root} does not exist; {expected}")
+        needed = [c for c in cls.COMPONENTS if c.required] + list(extra)
+        missing = [problem for c in needed if (problem := c.problem(root)) is not None]
+        if missing:
+            raise IncompleteWeightsError(f"weights folder {root} is missing {', '.join(missing)}; {expected}")
+        return root
+
+    @classmethod
+    def from_pretrained(
+        cls: type[PipelineT],
+        path: str | os.PathLike,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+        allow_bin: bool = False,
+        **options: Any,
+    ) -> PipelineT:
+        """Check the folder, then build the pipeline from it on ``device`` (``dtype``: fp16 on CUDA, else fp32).
+
+        Nothing is fetched from a model hub: every component is read from ``path`` with ``local_files_only``.
+        Safetensors weights are required unless ``allow_bin=True``. ``options`` are the subclass's own.
+        """
+        root = cls.check_folder(path)
+        dtype = dtype or (torch.float16 if torch.device(device).type == "cuda" else torch.float32)
+        return cls.load(root, device=torch.device(device), dtype=dtype, allow_bin=allow_bin, **options)
+
+    @classmethod
+    @abstractmethod
+    def load(
+        cls: type[PipelineT], root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool, **options: Any
+    ) -> PipelineT:
+        """Build the pipeline from a checked folder."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    def step(self, output: torch.Tensor, t: torch.Tensor, latents: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """The sampler hook: latents of the next step from the guided model output (the scheduler's rule)."""
+        return self.scheduler.step(output, t, latents, **kwargs, return_dict=False)[0]
+
+    def noised(self, clean: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``clean`` latents at the noise level of timestep ``t`` (for :class:`FrameCondition`)."""
+        return self.scheduler.add_noise(clean, noise, t.reshape(1))
+
+    def denoise(
+        self,
+        model_fn: ModelFn,
+        latents: torch.Tensor,
+        num_steps: int,
+        *,
+        guidance_scale: float,
+        guided_channels: int | None = None,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+        given_frames: FrameCondition | None = None,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Run ``num_steps`` steps from the noise ``latents`` and return the final latents.
+
+        ``model_fn(x, t)`` gets the model input and one timestep per sample. With ``guidance_scale > 1``
+        its batch is ``[conditional; unconditional]`` and the outputs are combined by classifier-free
+        guidance (on the first ``guided_channels`` channels, all if None). Predicted variance (channels
+        past the latents') reaches the sampler only if the scheduler uses it. Each step runs inside
+        :func:`videosys.core.denoising_step`. ``given_frames`` fixes some frames (see :class:`FrameCondition`).
+        """
+        if num_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_steps}")
+        scheduler = self.scheduler
+        scheduler.set_timesteps(num_steps, device=latents.device)
+        timesteps = scheduler.timesteps
+        noise = latents
+        latents = latents * scheduler.init_noise_sigma
+        step_kwargs = scheduler_step_kwargs(scheduler, generator, eta)
+        guided = guidance_scale > 1.0
+        channels = latents.shape[1]
+        name = type(self).__name__.removesuffix("Pipeline")
+        for i, t in enumerate(tqdm(timesteps, desc=name, disable=not progress)):
+            with denoising_step(i, t, len(timesteps)):
+                if given_frames is not None:
+                    latents = given_frames.apply(latents, self.noised(given_frames.latents, noise, t))
+                model_input = torch.cat([latents, latents]) if guided else latents
+                model_input = scheduler.scale_model_input(model_input, t)
+                output = model_fn(model_input, t.expand(model_input.shape[0]))
+                if guided:
+                    output = guide(output, guidance_scale, guided_channels)
+                if not uses_learned_variance(scheduler):
+                    output = output[:, :channels]
+                latents = self.step(output.to(latents.dtype), t, latents, **step_kwargs)
+        return latents if given_frames is None else given_frames.apply(latents, given_frames.latents)

@@ -1,0 +1,157 @@
+"""The ``videosys`` command line end to end on tiny Latte and DiT folders; every bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import imageio.v3 as iio
+import pytest
+import torch
+
+from videosys.core.io import load_video
+from videosys.models import registry
+from videosys.models.cli import main
+
+SMALL = ["--frames", "4", "--resolution", "16", "--steps", "3"]
+
+
+def run(capture, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as done:  # argparse's own exits (--version, unknown options)
+        code = done.code
+    captured = capture.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error_line(err: str) -> str:
+    """The error output must be exactly one line, without a traceback."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_latte_video_end_to_end(latte_folder, tmp_path, capfd, suffix):
+    """The file has the requested frames and size; stderr holds only the progress bar (no library noise)."""
+    out = tmp_path / f"cat{suffix}"
+    argv = ["generate", "--model", "latte", "--weights", latte_folder, "--prompt", "a cat runs", "--out", out]
+    code, stdout, stderr = run(capfd, *argv, *SMALL)
+    assert code == 0
+    assert load_video(out).shape == (4, 16, 16, 3)
+    assert stdout.count("\n") == 1 and f"wrote {out} in " in stdout and "3 steps, PAB off" in stdout
+    progress = [part for part in stderr.replace("\r", "\n").splitlines() if part.strip()]
+    assert progress and all(part.startswith("Latte: ") for part in progress), stderr
+
+
+def test_path_is_an_alias_of_weights_and_pab_config_reports_saved_calls(latte_folder, tmp_path, capsys):
+    """Spatial every 2 steps in (0, 1000): of DDIM's 4 timesteps 750, 500, 250, 0 only step 1 reuses (step 3's
+    timestep 0 is outside the open window), in each of the 2 spatial layers; 4 steps x 10 branches are called."""
+    config = tmp_path / "pab.json"
+    config.write_text(json.dumps({"spatial": {"interval": 2, "window": [0, 1000]}}))
+    out = tmp_path / "cat.gif"
+    argv = ["generate", "--model", "latte", "--path", latte_folder, "--prompt", "a cat", "--out", out]
+    code, stdout, _ = run(capsys, *argv, "--frames", "4", "--resolution", "16", "--steps", "4", "--pab-config", config)
+    assert code == 0
+    assert "4 steps, PAB saved 2 of 40 attention/MLP branch calls" in stdout
+
+
+def test_dit_class_by_name_and_index(dit_256_folder, tmp_path, capsys):
+    base = ["generate", "--model", "dit-xl-2-256", "--weights", dit_256_folder, "--steps", "2"]
+    assert run(capsys, *base, "--class", "tench", "--out", tmp_path / "fish.png")[0] == 0
+    assert iio.imread(tmp_path / "fish.png").shape == (64, 64, 3)
+    assert run(capsys, *base, "--class", "7", "--out", tmp_path / "cock.gif")[0] == 0
+    assert load_video(tmp_path / "cock.gif").shape == (1, 64, 64, 3)
+    code, _, err = run(capsys, *base, "--class", "hen", "--out", tmp_path / "hen.png")
+    assert code == 1 and "unknown class name 'hen'" in one_error_line(err)
+
+
+BAD_OPTIONS = [
+    (["--frames", "0"], "--frames 0: expected at least 1 frame"),
+    (["--frames", "-3"], "--frames -3: expected at least 1 frame"),
+    (["--steps", "0"], "--steps 0: expected at least 1 denoising step"),
+    (["--model", "sora"], "unknown model 'sora'; known models: dit-xl-2-256, dit-xl-2-512, latte"),
+    (["--resolution", "big"], "--resolution 'big': expected SIZE or WIDTHxHEIGHT"),
+    (["--cfg", "-1"], "--cfg -1.0: expected a guidance scale >= 0"),
+    (["--class", "tench"], "--class is for class-conditional models; latte takes --prompt"),
+    (["--dtype", "fp16", "--device", "cpu"], "--dtype fp16 needs a CUDA device"),
+    (["--dsp"], "--dsp shards over ranks: run under torchrun"),
+    (["--out", "cat.avi"], "--out cat.avi: latte writes .mp4, .gif files"),
+    (["--pab-config", "missing.json"], "--pab-config missing.json: cannot read it as JSON"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_OPTIONS)
+def test_bad_options_fail_in_one_line_before_loading(latte_folder, capsys, monkeypatch, options, message):
+    monkeypatch.setattr(registry, "load", lambda *a, **k: pytest.fail("weights were loaded before validation"))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    base = {"--model": "latte", "--weights": str(latte_folder), "--prompt": "a cat"}
+    for i in range(0, len(options), 2):
+        base.pop(options[i], None)
+    argv = [x for pair in base.items() for x in pair]
+    code, _, err = run(capsys, "generate", *argv, *options)
+    assert code == 1
+    assert message in one_error_line(err)
+
+
+def test_cuda_request_without_cuda_names_the_available_devices(latte_folder, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = run(capsys, "generate", "--model", "latte", "--weights", latte_folder, "--prompt", "x",
+                       "--device", "cuda")  # fmt: skip
+    assert code == 1 and "--device cuda: not available here" in one_error_line(err) and "available: cpu" in err
+
+
+def test_unwritable_output_fails_before_loading(latte_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(registry, "load", lambda *a, **k: pytest.fail("weights were loaded before validation"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for suffix in (".mp4", ".gif"):
+        code, stdout, err = run(capsys, "generate", "--model", "latte", "--weights", latte_folder, "--prompt", "x",
+                                "--out", blocker / f"sea{suffix}")  # fmt: skip
+        assert code == 1 and stdout == ""
+        assert f"--out {blocker}/sea{suffix}: cannot write in {blocker}" in one_error_line(err)
+
+
+@pytest.mark.parametrize("component", ["text_encoder", "vae"])
+def test_incomplete_weights_folder_names_the_missing_part(latte_folder, capsys, component):
+    shutil.rmtree(latte_folder / component)
+    code, _, err = run(capsys, "generate", "--model", "latte", "--weights", latte_folder, "--prompt", "x")
+    line = one_error_line(err)
+    assert code == 1 and f"is missing {component}/; expected the layout of maxin-cn/Latte-1" in line
+
+
+def test_missing_model_and_weights_and_unknown_option(latte_folder, capsys):
+    assert registry.DEFAULT_MODEL is None  # until the embedded model is registered, --model is required
+    code, _, err = run(capsys, "generate", "--prompt", "x")
+    assert code == 1 and "--model is required" in one_error_line(err)
+    code, _, err = run(capsys, "generate", "--model", "latte", "--prompt", "x")
+    assert code == 1 and "latte needs --weights DIR, a folder laid out like maxin-cn/Latte-1" in one_error_line(err)
+    code, _, err = run(capsys, "generate", "--model", "latte", "--bogus")
+    assert code == 2 and "unrecognized arguments: --bogus" in one_error_line(err)
+
+
+def test_frames_the_model_cannot_make(latte_folder, tmp_path, capsys):
+    code, _, err = run(capsys, "generate", "--model", "latte", "--weights", latte_folder, "--prompt", "x",
+                       "--frames", "5", "--resolution", "16", "--out", tmp_path / "x.gif")  # fmt: skip
+    assert code == 1 and "num_frames 5: this Latte makes 1..4 frames" in one_error_line(err)
+    assert not (tmp_path / "x.gif").exists()
+
+
+def test_models_lists_defaults_and_folders(capsys):
+    code, stdout, _ = run(capsys, "models")
+    assert code == 0
+    assert "latte  (text-to-video)" in stdout
+    assert "defaults: frames 16, steps 50, cfg 7.5, resolution 512x512" in stdout
+    assert "PAB: spatial every 2 in (100, 800), temporal every 3 in (100, 800), cross every 6 in (100, 800)" in stdout
+    assert "weights folder (maxin-cn/Latte-1): transformer/ (" in stdout
+    assert stdout.count("weights folder (facebook/DiT-XL-2-256 or -512)") == 2
+
+
+def test_version(capsys):
+    from videosys.models import __version__
+
+    code, stdout, _ = run(capsys, "--version")
+    assert code == 0 and stdout.strip() == f"videosys {__version__} (videosys-models)"
