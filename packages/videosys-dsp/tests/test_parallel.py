@@ -13,6 +13,7 @@ COMMON = [
     ("spatial_temporal", workers.backbone_matches_single_process, (False,)),
     ("full", workers.backbone_matches_single_process, (True,)),
     ("masked", workers.masked_attention_matches_single_process, ()),
+    ("token_conditioning", workers.token_conditioning_matches_single_process, ()),
     ("bytes", workers.bytes_match_closed_form, ()),
 ]
 CHECKS = {
@@ -49,6 +50,11 @@ def test_full_attention_backbone_matches_single_process(results, world_size):
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_masked_attention_matches_single_process(results, world_size):
     check(results, world_size, "masked")
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_token_conditioning_matches_single_process(results, world_size):
+    check(results, world_size, "token_conditioning")
 
 
 @pytest.mark.parametrize("world_size", [2, 4])

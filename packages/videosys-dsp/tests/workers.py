@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 import torch.distributed as dist
-from dsp_testing import TinyVideoDiT, tiny_inputs
+from dsp_testing import TinyVideoDiT, TokenConditionedDiT, tiny_inputs
 
 from videosys.dsp import (
     MODES,
@@ -129,6 +129,29 @@ def masked_attention_matches_single_process() -> None:
                 (out * weight).sum().backward()
                 average_gradients(model)
                 assert_grads_match(model, reference, where)
+
+
+def token_conditioning_matches_single_process() -> None:
+    """Conditioning varying along T and along S, sliced with the tokens for blocks, whole for the head."""
+    torch.manual_seed(0)
+    reference = TokenConditionedDiT()
+    batch, frames, tokens = 2, 3, 5
+    g = torch.Generator().manual_seed(4)
+    tokens_in, t, _ = tiny_inputs(batch, frames, tokens)
+    inputs = (tokens_in, t, torch.rand(batch, frames, generator=g), torch.randn(batch, tokens, generator=g))
+    weight = torch.randn(batch, frames, tokens, 4, generator=g)
+    expected = reference(*inputs)
+    (expected * weight).sum().backward()
+    for resting in ("spatial", "temporal"):
+        for mode in MODES:
+            model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode)
+            model.zero_grad()
+            out = model(*inputs)
+            where = f"{mode=}, {resting=}"
+            torch.testing.assert_close(out, expected, **TOL, msg=lambda m, w=where: f"{w}: {m}")
+            (out * weight).sum().backward()
+            average_gradients(model)
+            assert_grads_match(model, reference, where)
 
 
 def bytes_match_closed_form() -> None:

@@ -21,7 +21,9 @@ the resting axis              switch in / out     Ulysses                    Uly
   ``"ulysses"`` is the baseline xDiT and diffusers apply; ``"ulysses-resting"`` with the spatial resting
   axis is Open-Sora 1.2's own scheme.
 
-Cross-attention, MLPs, norms and modulation are token-wise and run on the local slice. Position tables
+Cross-attention, MLPs, norms and modulation are token-wise and run on the local slice; the blocks get
+the matching slice of every conditioning tensor laid out like the tokens (the ``Conditioning``'s token
+fields, see :func:`videosys.core.token_field`), padded like the tokens, and ``head`` the whole one. Position tables
 (:class:`~videosys.core.layers.AxisEmbedding`) along the resting axis used inside the blocks get the
 slice's global offset. Padding added when an axis does not divide by ``N`` never takes part in an
 attention: it is trimmed before and restored after. A self-attention mask (boolean, True = attend)
@@ -36,6 +38,7 @@ checkpoints load and save identically with or without sequence parallelism.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,7 +47,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from videosys.core import AttentionAxis, Conditioning, STBackbone, check_backbone, check_video_tokens
+from videosys.core import AttentionAxis, Conditioning, STBackbone, check_backbone, check_video_tokens, token_fields
 from videosys.core.layers import AxisEmbedding
 
 from .collectives import ProcessGroup, gather, resolve_group, split, switch
@@ -81,6 +84,8 @@ class SequenceParallel:
     """Unpadded length of the resting axis, recorded by ``embed`` (kept for recomputation in backward)."""
     in_blocks: bool = False
     """True between the split and the gather (and after, until the next ``embed``)."""
+    conditioning: tuple[Conditioning, Conditioning] | None = None
+    """The blocks' (sliced) and the whole conditioning of the current forward, so ``head`` gets the whole one."""
     patched: list[tuple[object, str]] = field(default_factory=list)
 
     @property
@@ -262,11 +267,43 @@ def _sharded_embed(
     check_video_tokens(x, name="embed() output")
     state.length = x.shape[state.dim]
     x = split(x, state.dim, state.group, pad=state.pad)
+    local = _local_conditioning(state, cond, tuple(x.shape[:3]))
+    state.conditioning = (local, cond)
     state.in_blocks = True
-    return x, cond
+    return x, local
+
+
+def _local_conditioning(state: SequenceParallel, cond: Conditioning, local: tuple[int, ...]) -> Conditioning:
+    """``cond`` with each token field cut to this rank's slice of the resting axis (edge-padded like the tokens).
+
+    A plain slice, no collective: every rank holds the whole tensor, and the gradient of its slice reaches
+    the parameters that made it exactly like the gradient of a per-sample modulation does.
+    """
+    sliced = {}
+    for name, value in token_fields(cond).items():
+        video = list(local)
+        video[state.dim] = state.resting_length()
+        try:
+            torch.broadcast_shapes(value.shape[:3], tuple(video))
+        except RuntimeError:
+            raise ValueError(
+                f"{type(cond).__name__}.{name} has shape {tuple(value.shape)}, but a token field must be laid out "
+                f"like the tokens (B, T, S) = {tuple(video)}, with size 1 along an axis it does not vary"
+            ) from None
+        if value.shape[state.dim] == 1:
+            continue  # the same for every position of the sharded axis
+        chunk = local[state.dim]
+        missing = chunk * state.ranks - value.shape[state.dim]
+        if missing:
+            edge = value.narrow(state.dim, value.shape[state.dim] - 1, 1)
+            value = torch.cat([value] + [edge] * missing, dim=state.dim)
+        sliced[name] = value.narrow(state.dim, state.rank * chunk, chunk)
+    return dataclasses.replace(cond, **sliced) if sliced else cond
 
 
 def _gathered_head(state: SequenceParallel, head: Callable, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    if state.conditioning is not None and cond is state.conditioning[0]:
+        cond = state.conditioning[1]
     x = gather(x, state.dim, state.resting_length(), state.group)
     state.in_blocks = False
     try:
