@@ -30,10 +30,11 @@ class FinalLayer(nn.Module):
             raise ValueError(f"unknown modulation {modulation!r}; expected 'table' or 'linear'")
         self.modulation = modulation
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def shift_scale(self, cond: torch.Tensor, ndim: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+        """The adaLN shift and scale for ``cond``, shaped to broadcast over ``ndim``-dim tokens."""
         if self.modulation == "table":  # shift = table[0] + cond, scale = table[1] + cond
-            params = torch.cat([cond, cond], dim=-1)
-            shift, scale = split_modulation(params, 2, x.dim(), table=self.scale_shift_table)
-        else:
-            shift, scale = split_modulation(self.adaLN_modulation(cond), 2, ndim=x.dim())
-        return self.linear(modulate(self.norm(x), shift, scale))
+            return split_modulation(torch.cat([cond, cond], dim=-1), 2, ndim, table=self.scale_shift_table)
+        return split_modulation(self.adaLN_modulation(cond), 2, ndim)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.linear(modulate(self.norm(x), *self.shift_scale(cond, x.dim())))
