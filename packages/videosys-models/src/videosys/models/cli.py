@@ -56,11 +56,9 @@ def _call_kwargs(args: argparse.Namespace, defaults: dict[str, Any], video: bool
 def _enable_pab(pipeline: Any, spec: Any) -> None:
     if spec.pab is None:
         raise ValueError(f"model {spec.name} has no published PAB defaults")
-    try:
-        import videosys.pab as pab
-    except ImportError as err:
-        raise ImportError("--pab needs videosys-pab: pip install videosys-pab") from err
-    pab.enable(pipeline.transformer, spec.pab.to_pab_config())
+    import videosys.pab as pab
+
+    pab.enable(pipeline.transformer, spec.pab)
 
 
 def _write(results: Any, out: Path, video: bool, fps: float) -> list[Path]:
