@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from latte_workers import free_port
 
-from videosys.core import denoising_step
+from videosys.core import AttentionAxis, denoising_step
 from videosys.models.transformers import STDiT3
 
 __all__ = ["dsp_matches_one_rank", "free_port", "inputs", "pab_over_dsp", "sampling_outputs", "tiny_stdit3"]
@@ -64,6 +64,8 @@ def dsp_matches_one_rank(rank: int, world: int, port: int) -> None:
     _init(rank, world, port)
     try:
         reference = tiny_stdit3()
+        default = dsp.parallelize(copy.deepcopy(reference))
+        assert dsp.sequence_parallel(default).resting_axis is AttentionAxis.TEMPORAL  # STDiT3's measured default
         with torch.no_grad():
             expected = reference(**inputs())
             for resting in ("spatial", "temporal"):

@@ -152,6 +152,8 @@ class STBackbone(nn.Module):
 
     blocks: nn.ModuleList
     gradient_checkpointing: bool = False
+    resting_axis: AttentionAxis = AttentionAxis.SPATIAL
+    """The token axis sequence parallelism shards unless told otherwise (a model's measured best; S by default)."""
 
     def embed(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, Conditioning]:  # pragma: no cover
         raise NotImplementedError(f"{type(self).__name__} must implement embed(...) -> (x, cond)")

@@ -119,11 +119,13 @@ def parallelize(
     model: STBackbone,
     group: ProcessGroup | None = None,
     *,
-    resting_axis: AttentionAxis | str = AttentionAxis.SPATIAL,
+    resting_axis: AttentionAxis | str | None = None,
     mode: Mode = "dsp",
     pad: bool = True,
 ) -> STBackbone:
     """Shard ``model``'s tokens over ``group`` (default: WORLD) along ``resting_axis``; returns ``model``.
+
+    ``resting_axis=None`` takes the model's own default, :attr:`videosys.core.STBackbone.resting_axis`.
 
     ``mode`` picks how self-attention runs (see the module docs). ``pad=False`` raises instead of
     padding an axis whose length does not divide by the group size. Every rank must call it on the same
@@ -134,7 +136,7 @@ def parallelize(
         raise RuntimeError(f"{type(model).__name__} is already parallelized; call deparallelize(model) first")
     if mode not in MODES:
         raise ValueError(f"unknown sequence-parallel mode {mode!r}; expected one of {', '.join(map(repr, MODES))}")
-    resting = AttentionAxis.parse(resting_axis)
+    resting = AttentionAxis.parse(model.resting_axis if resting_axis is None else resting_axis)
     if resting not in _TOKEN_DIM:
         raise ValueError(f"the resting (sharded) axis must be 'spatial' or 'temporal', got {resting.value!r}")
     group = resolve_group(group)
