@@ -24,13 +24,11 @@ import copy
 import dataclasses
 import math
 import os
-import sys
 import time
 
 import torch
 import torch.distributed as dist
-from dsp_vs_ulysses import step
-from torch.distributed.run import main as torchrun
+from dsp_vs_ulysses import init_ranks, relaunch, step
 
 import videosys.pab as pab
 from videosys.core import denoising_step
@@ -99,20 +97,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per mode")
     args = parser.parse_args()
     if "RANK" not in os.environ:  # not under torchrun: relaunch under it
-        gpus = torch.cuda.device_count()
-        torchrun(["--standalone", "--nproc_per_node", str(gpus if gpus >= 2 else 2), __file__, *sys.argv[1:]])
+        relaunch(__file__)
         return
-
-    cuda = torch.cuda.device_count() >= int(os.environ["WORLD_SIZE"])
-    dist.init_process_group("nccl" if cuda else "gloo")
-    rank, ranks = dist.get_rank(), dist.get_world_size()
-    if cuda:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks))
-    dtype = torch.bfloat16 if cuda else torch.float32
+    rank, ranks, device, dtype = init_ranks()
 
     torch.manual_seed(0)  # same weights and inputs on every rank
     rows, cols = proxy_grid(args.width)

@@ -116,19 +116,24 @@ def masked_attention_matches_single_process() -> None:
     weight = torch.randn(batch, frames, tokens, 4, generator=g)
     for mask in (full_mask, full_mask[:, :1, :]):  # whole; broadcast over frames (sliced or not, by resting axis)
         inputs = (*tiny_inputs(batch, frames, tokens), mask)
-        reference.zero_grad()
-        expected = reference(*inputs)
-        (expected * weight).sum().backward()
-        for resting in ("spatial", "temporal"):
-            for mode in MODES:
-                model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode)
-                model.zero_grad()
-                out = model(*inputs)
-                where = f"{mode=}, {resting=}, mask {tuple(mask.shape)}"
-                torch.testing.assert_close(out, expected, **TOL, msg=lambda m, w=where: f"{w}: {m}")
-                (out * weight).sum().backward()
-                average_gradients(model)
-                assert_grads_match(model, reference, where)
+        _matches_in_every_mode(reference, inputs, weight, f"mask {tuple(mask.shape)}")
+
+
+def _matches_in_every_mode(reference: torch.nn.Module, inputs: tuple, weight: torch.Tensor, case: str) -> None:
+    """Output and averaged gradients of every mode and resting axis equal the single-process ones."""
+    reference.zero_grad()
+    expected = reference(*inputs)
+    (expected * weight).sum().backward()
+    for resting in ("spatial", "temporal"):
+        for mode in MODES:
+            model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode)
+            model.zero_grad()
+            out = model(*inputs)
+            where = f"{mode=}, {resting=}, {case}"
+            torch.testing.assert_close(out, expected, **TOL, msg=lambda m, w=where: f"{w}: {m}")
+            (out * weight).sum().backward()
+            average_gradients(model)
+            assert_grads_match(model, reference, where)
 
 
 def token_conditioning_matches_single_process() -> None:
@@ -139,19 +144,7 @@ def token_conditioning_matches_single_process() -> None:
     g = torch.Generator().manual_seed(4)
     tokens_in, t, _ = tiny_inputs(batch, frames, tokens)
     inputs = (tokens_in, t, torch.rand(batch, frames, generator=g), torch.randn(batch, tokens, generator=g))
-    weight = torch.randn(batch, frames, tokens, 4, generator=g)
-    expected = reference(*inputs)
-    (expected * weight).sum().backward()
-    for resting in ("spatial", "temporal"):
-        for mode in MODES:
-            model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode)
-            model.zero_grad()
-            out = model(*inputs)
-            where = f"{mode=}, {resting=}"
-            torch.testing.assert_close(out, expected, **TOL, msg=lambda m, w=where: f"{w}: {m}")
-            (out * weight).sum().backward()
-            average_gradients(model)
-            assert_grads_match(model, reference, where)
+    _matches_in_every_mode(reference, inputs, torch.randn(batch, frames, tokens, 4, generator=g), "token fields")
 
 
 def bytes_match_closed_form() -> None:
