@@ -114,8 +114,9 @@ class STDiT3Conditioning(Conditioning):
 class STDiT3(STBackbone):
     """Open-Sora 1.2's denoiser: ``(B, C, T, H, W)`` latents, timesteps, T5 features, fps and size to velocity.
 
-    ``blocks`` alternates spatial block ``i`` (cross-attention, qk-norm) and temporal block ``i`` (also RoPE
-    over frames). With ``pred_sigma`` the output has ``2 * in_channels`` channels, as published.
+    ``blocks`` alternates spatial block ``i`` and temporal block ``i``, each with RMS qk-norm and cross-attention;
+    temporal blocks also rotate queries and keys by frame (RoPE). With ``pred_sigma`` the output has
+    ``2 * in_channels`` channels, as published.
     """
 
     resting_axis = AttentionAxis.TEMPORAL
