@@ -69,6 +69,26 @@ def step(model: nn.Module, inputs: tuple[torch.Tensor, ...], backward: bool, dev
     return out.detach()
 
 
+def relaunch(script: str) -> None:
+    """Run ``script`` with this process's arguments under torchrun: one rank per GPU (2+), else 2 CPU ranks."""
+    gpus = torch.cuda.device_count()
+    torchrun(["--standalone", "--nproc_per_node", str(gpus if gpus >= 2 else 2), script, *sys.argv[1:]])
+
+
+def init_ranks() -> tuple[int, int, torch.device, torch.dtype]:
+    """Join the torchrun group (NCCL with one GPU per rank, else gloo): rank, ranks, device, dtype."""
+    cuda = torch.cuda.device_count() >= int(os.environ["WORLD_SIZE"])
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank, ranks = dist.get_rank(), dist.get_world_size()
+    if cuda:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks))
+    return rank, ranks, device, torch.bfloat16 if cuda else torch.float32
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=16, help="latent frames T")
@@ -82,20 +102,10 @@ def main() -> None:
     parser.add_argument("--backward", action="store_true", help="time forward + backward (training) steps")
     args = parser.parse_args()
     if "RANK" not in os.environ:  # not under torchrun: relaunch under it
-        gpus = torch.cuda.device_count()
-        torchrun(["--standalone", "--nproc_per_node", str(gpus if gpus >= 2 else 2), __file__, *sys.argv[1:]])
+        relaunch(__file__)
         return
-
-    cuda = torch.cuda.device_count() >= int(os.environ["WORLD_SIZE"])  # NCCL needs one GPU per rank
-    dist.init_process_group("nccl" if cuda else "gloo")
-    rank, ranks = dist.get_rank(), dist.get_world_size()
-    if cuda:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks))
-    dtype = torch.bfloat16 if cuda else torch.float32
+    rank, ranks, device, dtype = init_ranks()
+    cuda = device.type == "cuda"
 
     torch.manual_seed(0)  # same weights and inputs on every rank
     in_dim, context_dim = 8, 64

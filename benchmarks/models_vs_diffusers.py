@@ -235,7 +235,7 @@ def bench_pab(args: argparse.Namespace, diffusers, device: torch.device, dtype: 
         from videosys.models import LATTE_PAB
 
         # The diffusers hook has no MLP reuse: compare attention broadcast alone.
-        attention_only = dataclasses.replace(LATTE_PAB, mlp=None).to_pab_config()
+        attention_only = dataclasses.replace(LATTE_PAB, mlp=None)
         for name, pab_on in (("ours, PAB off", False), ("ours, PAB on", True)):
             model = copy.deepcopy(ours)
             if pab_on:

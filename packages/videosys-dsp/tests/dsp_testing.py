@@ -6,6 +6,7 @@ import json
 import socket
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -15,8 +16,25 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from videosys.core import AdaLNBlock, AttentionAxis, Conditioning, STBackbone, attention_backend
-from videosys.core.layers import AxisEmbedding, FinalLayer, RotaryEmbedding, TimestepEmbedder
+from videosys.core import (
+    AdaLNBlock,
+    AttentionAxis,
+    Branch,
+    Conditioning,
+    SelfAttention,
+    STBackbone,
+    STBlock,
+    attention_backend,
+    token_field,
+)
+from videosys.core.layers import (
+    AxisEmbedding,
+    FeedForward,
+    FinalLayer,
+    RotaryEmbedding,
+    TimestepEmbedder,
+    split_modulation,
+)
 
 
 def _free_port() -> int:
@@ -172,3 +190,51 @@ def tiny_inputs(batch: int, frames: int, tokens: int, seed: int = 0, in_dim: int
         torch.rand(batch, generator=g) * 1000,
         torch.randn(batch, 3, context_dim, generator=g),
     )
+
+
+@dataclass
+class PositionGain(Conditioning):
+    """A user's conditioning with one more token field: a gain per spatial position, ``(B, 1, S, C)``."""
+
+    gain: torch.Tensor | None = token_field()
+
+
+class GainBlock(STBlock):
+    """A user's block: per-frame adaLN from ``cond.modulation`` ``(B, T, 1, 3C)``, then a per-position gain."""
+
+    def __init__(self, dim: int, heads: int, axis: str) -> None:
+        super().__init__()
+        self.attn = Branch(SelfAttention(dim, heads, axis), nn.LayerNorm(dim, elementwise_affine=False))
+        self.mlp = Branch(FeedForward(dim, 2 * dim))
+
+    def forward(self, x: torch.Tensor, cond: PositionGain) -> torch.Tensor:
+        shift, scale, gate = split_modulation(cond.modulation, 3)
+        x = x + self.attn(x, shift=shift, scale=scale, gate=gate)
+        return x + self.mlp(x * cond.gain)
+
+
+class TokenConditionedDiT(STBackbone):
+    """Conditioning that varies along T (per-frame modulation) and along S (a gain), used by blocks and head."""
+
+    def __init__(self, dim: int = 16, heads: int = 4, in_dim: int = 4) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(in_dim, dim)
+        self.t_embedder = TimestepEmbedder(dim)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim))
+        self.gain = nn.Linear(1, dim)
+        self.blocks = nn.ModuleList([GainBlock(dim, heads, axis) for axis in ("spatial", "temporal", "spatial")])
+        self.final = FinalLayer(dim, in_dim)
+        for param in self.parameters():
+            nn.init.normal_(param, std=0.2)
+
+    def embed(
+        self, tokens: torch.Tensor, t: torch.Tensor, frame_t: torch.Tensor, position: torch.Tensor
+    ) -> tuple[torch.Tensor, PositionGain]:
+        """``t: (B,)``; ``frame_t: (B, T)`` scales each frame's timestep; ``position: (B, S)`` feeds the gain."""
+        b, frames = frame_t.shape
+        t_emb = self.t_embedder((t[:, None] * frame_t).flatten()).reshape(b, frames, 1, -1)
+        gain = self.gain(position[..., None])[:, None]
+        return self.proj_in(tokens), PositionGain(modulation=self.t_block(t_emb), gain=gain, extras={"t": t_emb})
+
+    def head(self, x: torch.Tensor, cond: PositionGain) -> torch.Tensor:
+        return self.final(x * cond.gain, cond.extras["t"] + cond.modulation[..., : x.shape[-1]])

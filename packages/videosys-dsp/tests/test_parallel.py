@@ -17,6 +17,7 @@ COMMON = [
     Check("spatial_temporal", workers.backbone_matches_single_process, (False,)),
     Check("full", workers.backbone_matches_single_process, (True,)),
     Check("masked", workers.masked_attention_matches_single_process),
+    Check("token_conditioning", workers.token_conditioning_matches_single_process),
     Check("bytes", workers.bytes_match_closed_form),
     Check("ring_attention", workers.ring_attention_matches_one_process),
     Check("full_ring", workers.backbone_matches_single_process, (True, 4, {"full_attention": "ring"})),
@@ -80,6 +81,12 @@ def test_full_attention_backbone_matches_single_process(results, world_size, bac
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_masked_attention_matches_single_process(results, world_size, backend):
     check(results, world_size, "masked", backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_token_conditioning_matches_single_process(results, world_size, backend):
+    check(results, world_size, "token_conditioning", backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

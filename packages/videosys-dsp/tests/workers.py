@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.distributed as dist
-from dsp_testing import TinyVideoDiT, tiny_inputs
+from dsp_testing import TinyVideoDiT, TokenConditionedDiT, tiny_inputs
 
 from videosys.core import attention_backend, scaled_dot_product
 from videosys.dsp import (
@@ -144,19 +144,42 @@ def masked_attention_matches_single_process(
     weight = torch.randn(batch, frames, tokens, 4, generator=g)
     for mask in (full_mask, full_mask[:, :1, :]):  # whole; broadcast over frames (sliced or not, by resting axis)
         inputs = (*tiny_inputs(batch, frames, tokens), mask)
-        reference.zero_grad()
-        expected = reference(*inputs)
-        (expected * weight).sum().backward()
-        for resting in ("spatial", "temporal"):
-            for mode in modes:
-                model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode, **options)
-                model.zero_grad()
-                out = model(*inputs)
-                where = f"{mode=}, {resting=}, {options}, mask {tuple(mask.shape)}"
-                torch.testing.assert_close(out, expected, **tolerance(), msg=lambda m, w=where: f"{w}: {m}")
-                (out * weight).sum().backward()
-                average_gradients(model)
-                assert_grads_match(model, reference, where)
+        _matches_in_every_mode(reference, inputs, weight, f"{options}, mask {tuple(mask.shape)}", modes, options)
+
+
+def _matches_in_every_mode(
+    reference: torch.nn.Module,
+    inputs: tuple,
+    weight: torch.Tensor,
+    case: str,
+    modes: tuple[str, ...] = MODES,
+    options: dict | None = None,
+) -> None:
+    """Output and averaged gradients of every mode and resting axis equal the single-process ones."""
+    reference.zero_grad()
+    expected = reference(*inputs)
+    (expected * weight).sum().backward()
+    for resting in ("spatial", "temporal"):
+        for mode in modes:
+            model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode, **(options or {}))
+            model.zero_grad()
+            out = model(*inputs)
+            where = f"{mode=}, {resting=}, {case}"
+            torch.testing.assert_close(out, expected, **tolerance(), msg=lambda m, w=where: f"{w}: {m}")
+            (out * weight).sum().backward()
+            average_gradients(model)
+            assert_grads_match(model, reference, where)
+
+
+def token_conditioning_matches_single_process() -> None:
+    """Conditioning varying along T and along S, sliced with the tokens for blocks, whole for the head."""
+    torch.manual_seed(0)
+    reference = TokenConditionedDiT()
+    batch, frames, tokens = 2, 3, 5
+    g = torch.Generator().manual_seed(4)
+    tokens_in, t, _ = tiny_inputs(batch, frames, tokens)
+    inputs = (tokens_in, t, torch.rand(batch, frames, generator=g), torch.randn(batch, tokens, generator=g))
+    _matches_in_every_mode(reference, inputs, torch.randn(batch, frames, tokens, 4, generator=g), "token fields")
 
 
 def bytes_match_closed_form() -> None:

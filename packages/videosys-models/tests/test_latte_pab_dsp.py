@@ -38,7 +38,7 @@ def test_pab_with_unit_intervals_equals_baseline(latte_reference):
         mlp=None,
     )
     model = load_backbone(LatteTransformer, folder)
-    pab.enable(model, ones.to_pab_config())
+    pab.enable(model, ones)
     for got, expected in zip(sampling_outputs(model), baseline):
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
 

@@ -25,13 +25,12 @@ CONFIG = dataclasses.replace(LATTE_PAB, mlp=None)
 def test_pab_over_dsp_equals_single_process_pab_and_skips_switches(latte_reference, tmp_path):
     _, folder = latte_reference
     single = load_backbone(LatteTransformer, folder)
-    pab.enable(single, CONFIG.to_pab_config())
+    pab.enable(single, CONFIG)
     expected = sampling_outputs(single, STEPS)
     spatial_layers = sum(1 for s in branch_sites(single) if s.name == "attn" and s.block_axis is AttentionAxis.SPATIAL)
 
     out = tmp_path / "rank0.pt"
-    config = CONFIG.to_pab_config()
-    mp.spawn(pab_over_dsp, args=(2, free_port(), str(folder), str(out), config, STEPS), nprocs=2, join=True)
+    mp.spawn(pab_over_dsp, args=(2, free_port(), str(folder), str(out), CONFIG, STEPS), nprocs=2, join=True)
     result = torch.load(out)
     for got, want in zip(result["outputs"], expected):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+import math
 
 import diffusers
 import pytest
+import torch
 
 from videosys.core import AttentionAxis, DenoisingStep
-from videosys.models import LATTE_PAB, UnknownModelError, get_model, list_models, load
+from videosys.models import LATTE_PAB, OPENSORA_PAB, UnknownModelError, get_model, list_models, load
 
 
 def test_registry_names_and_defaults():
@@ -36,16 +37,16 @@ def test_latte_pab_mlp_points_are_the_published_timesteps():
     """Positions in the loop land on timesteps 720..400 of Latte-1's 50-step DDIM schedule."""
     scheduler = diffusers.DDIMScheduler(beta_schedule="linear")
     scheduler.set_timesteps(50)
-    steps = [round(point * 50) for point in LATTE_PAB.mlp.points]
+    steps = LATTE_PAB.mlp.positions(50)
     assert [int(scheduler.timesteps[i]) for i in steps] == [720, 640, 560, 480, 400]
+    assert LATTE_PAB.mlp.steps == 2
     assert (LATTE_PAB.spatial.interval, LATTE_PAB.temporal.interval, LATTE_PAB.cross.interval) == (2, 3, 6)
     assert LATTE_PAB.spatial.window == LATTE_PAB.temporal.window == LATTE_PAB.cross.window == (100, 800)
 
 
 def test_latte_pab_config_schedule():
-    """Converted to videosys.pab's config, the defaults reuse at the intended steps of a 50-step DDIM loop."""
-    pytest.importorskip("videosys.pab")
-    config = LATTE_PAB.to_pab_config()
+    """The defaults reuse at the intended steps of a 50-step DDIM loop."""
+    config = LATTE_PAB
     assert config.mlp.positions(50) == [13, 17, 21, 25, 29]
     assert sorted(config.mlp.layers_for(AttentionAxis.TEMPORAL)) == [0, 1, 2, 3, 4]
     timesteps = list(range(980, -1, -20))
@@ -57,10 +58,24 @@ def test_latte_pab_config_schedule():
     assert config.full is None
 
 
-def test_pab_config_needs_the_pab_package(monkeypatch):
-    monkeypatch.setitem(sys.modules, "videosys.pab", None)
-    with pytest.raises(ImportError, match="pip install videosys-pab"):
-        LATTE_PAB.to_pab_config()
+def _opensora_480p_timesteps(num_steps: int = 30, frames: int = 51, height: int = 480, width: int = 854):
+    """Open-Sora 1.2's rectified-flow timesteps, from its published transform t' = r t / (1 + (r - 1) t)."""
+    ratio = math.sqrt(height * width / 512**2) * math.sqrt(frames // 17 * 5)
+    return [1000 * ratio * t / (1 + (ratio - 1) * t) for t in (1 - i / num_steps for i in range(num_steps))]
+
+
+def test_opensora_pab_defaults_match_the_published_points():
+    """MLP reuse lands on the steps whose bf16 timesteps the original names (864, 788, 676), at 480p/51/30."""
+    timesteps = _opensora_480p_timesteps()
+    assert timesteps[:3] == pytest.approx([1000, 992.9304, 985.4659], abs=1e-4)
+    assert timesteps[-1] == pytest.approx(143.105, abs=1e-3)
+    steps = OPENSORA_PAB.mlp.positions(30)
+    bf16 = torch.tensor([timesteps[i] for i in steps]).to(torch.bfloat16).float().tolist()
+    assert bf16 == [864.0, 788.0, 676.0]
+    assert OPENSORA_PAB.mlp.steps == 2 and sorted(OPENSORA_PAB.mlp.layers_for(AttentionAxis.SPATIAL)) == [0, 1, 2, 3, 4]
+    for kind, interval in ((AttentionAxis.SPATIAL, 2), (AttentionAxis.TEMPORAL, 4), (AttentionAxis.CROSS, 6)):
+        rule = OPENSORA_PAB.broadcast_for(kind)
+        assert (rule.interval, rule.window, rule.unit) == (interval, (450.0, 930.0), "timestep")
 
 
 def test_dit_checkpoint_size_is_checked(dit_folder):

@@ -15,15 +15,15 @@ from .attention import (
 from .backbone import (
     AdaLNBlock,
     BranchSite,
-    Conditioning,
     InterfaceError,
     STBackbone,
     STBlock,
     branch_sites,
     check_backbone,
 )
+from .conditioning import Conditioning, token_field, token_fields
 from .layout import AttentionAxis, VideoShape, check_video_tokens, from_sequences, to_sequences
-from .modules import Branch, CrossAttention, SelfAttention, VideoAttention
+from .modules import Branch, CrossAttention, CrossAttentionBase, SelfAttention, VideoAttention
 from .steps import DenoisingStep, current_step, denoising_step
 
 __version__ = "0.1.0"
@@ -36,6 +36,7 @@ __all__ = [
     "BranchSite",
     "Conditioning",
     "CrossAttention",
+    "CrossAttentionBase",
     "DenoisingStep",
     "InterfaceError",
     "STBackbone",
@@ -54,4 +55,6 @@ __all__ = [
     "from_sequences",
     "scaled_dot_product",
     "to_sequences",
+    "token_field",
+    "token_fields",
 ]

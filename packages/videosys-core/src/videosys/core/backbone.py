@@ -1,26 +1,26 @@
 """Spatial-temporal DiT blocks and backbones: the interfaces DSP and PAB rely on.
 
 A backbone is ``embed -> blocks -> head``. ``embed`` returns the ``(B, T, S, C)`` tokens and a
-:class:`Conditioning` that travels beside them unchanged through every block; ``head`` maps the
+:class:`~videosys.core.conditioning.Conditioning` that travels beside them through every block; ``head`` maps the
 tokens to the model's output. Sequence parallelism shards the tokens between ``embed`` and
 ``head``; attention caching wraps the blocks' :class:`~videosys.core.modules.Branch` modules.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .conditioning import Conditioning
 from .layers.mlp import FeedForward
 from .layers.modulation import split_modulation
 from .layers.norm import NormKind
 from .layers.rope import RotaryEmbedding
 from .layout import AttentionAxis, check_video_tokens
-from .modules import Branch, CrossAttention, SelfAttention, VideoAttention
+from .modules import Branch, CrossAttention, CrossAttentionBase, SelfAttention, VideoAttention
 
 __all__ = [
     "AdaLNBlock",
@@ -38,25 +38,11 @@ class InterfaceError(TypeError):
     """A model does not follow the VideoSys backbone interfaces."""
 
 
-@dataclass
-class Conditioning:
-    """Everything a block needs besides its tokens; identical on every sequence-parallel rank."""
-
-    modulation: torch.Tensor | None = None
-    """adaLN input, ``(B, k)``: the embedded timestep (and class label, for DiT)."""
-    context: torch.Tensor | None = None
-    """Text tokens for cross-attention, ``(B, L, Cc)``."""
-    context_mask: torch.Tensor | None = None
-    """Boolean ``(B, L)``, True for real (non-padding) text tokens."""
-    extras: dict[str, Any] = field(default_factory=dict)
-    """Model-specific values the head needs (e.g. the raw timestep embedding)."""
-
-
 class STBlock(nn.Module):
     """One transformer block with one self-attention axis.
 
     Subclasses assign ``self.attn`` (a :class:`Branch` around a :class:`VideoAttention`), optionally
-    ``self.cross`` (a :class:`Branch` around a :class:`CrossAttention`) and ``self.mlp`` (a
+    ``self.cross`` (a :class:`Branch` around a :class:`CrossAttentionBase`) and ``self.mlp`` (a
     :class:`Branch` around a token-wise module), and implement ``forward(x, cond) -> x``, adding each
     branch's output to the residual stream.
     """
@@ -90,7 +76,10 @@ class AdaLNBlock(STBlock):
     ``x += gate1 * attn(modulate(norm(x)))``; ``x += cross(x, context)`` when ``cross_attention``;
     ``x += gate2 * mlp(modulate(norm(x)))``. The six shift/scale/gate vectors come from
     ``cond.modulation``: added to a learned ``scale_shift_table`` (``modulation="table"``, adaLN-single:
-    PixArt, Latte, STDiT3) or through a per-block SiLU + linear layer (``"linear"``, DiT).
+    PixArt, Latte, STDiT3) or through a per-block SiLU + linear layer (``"linear"``, DiT). A modulation
+    laid out like the tokens, ``(B, T|1, S|1, 6C)``, modulates each frame (or position) with its own values.
+    ``attention`` / ``cross`` replace the default :class:`SelfAttention` / :class:`CrossAttention` with
+    modules of another parameter layout (e.g. fused projections), built by the caller.
     """
 
     def __init__(
@@ -107,16 +96,26 @@ class AdaLNBlock(STBlock):
         rope: RotaryEmbedding | None = None,
         qkv_bias: bool = True,
         norm_eps: float = 1e-6,
+        attention: VideoAttention | None = None,
+        cross: CrossAttentionBase | None = None,
     ) -> None:
         super().__init__()
         self.dim = dim
+        axis = AttentionAxis.parse(axis)
+        if attention is None:
+            attention = SelfAttention(dim, num_heads, axis, qkv_bias=qkv_bias, qk_norm=qk_norm, rope=rope)
+        elif attention.axis is not axis:
+            raise ValueError(
+                f"the given attention mixes along {attention.axis.value!r}, the block along {axis.value!r}"
+            )
 
         def norm() -> nn.Module:
             return nn.LayerNorm(dim, elementwise_affine=False, eps=norm_eps)
 
-        attention = SelfAttention(dim, num_heads, axis, qkv_bias=qkv_bias, qk_norm=qk_norm, rope=rope)
         self.attn = Branch(attention, norm())
-        if cross_attention:
+        if cross is not None:
+            self.cross = Branch(cross)
+        elif cross_attention:
             self.cross = Branch(CrossAttention(dim, num_heads, context_dim, qkv_bias=qkv_bias))
         self.mlp = Branch(FeedForward(dim, int(dim * mlp_ratio)), norm())
         if modulation == "table":
@@ -128,14 +127,12 @@ class AdaLNBlock(STBlock):
         self.modulation = modulation
 
     def modulation_params(self, cond: Conditioning) -> tuple[torch.Tensor, ...]:
-        """shift/scale/gate for attention, then for the MLP, each ``(B, 1, 1, C)``."""
+        """shift/scale/gate for attention, then for the MLP, each ``(B, 1, 1, C)`` or ``(B, T|1, S|1, C)``."""
         if cond.modulation is None:
             raise ValueError(f"{type(self).__name__} needs cond.modulation (the embedded timestep), got None")
         if self.modulation == "table":
-            params = self.scale_shift_table[None] + cond.modulation.reshape(cond.modulation.shape[0], 6, -1)
-        else:
-            params = self.adaLN_modulation(cond.modulation)
-        return split_modulation(params, 6)
+            return split_modulation(cond.modulation, 6, table=self.scale_shift_table)
+        return split_modulation(self.adaLN_modulation(cond.modulation), 6)
 
     def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         check_video_tokens(x, channels=self.dim)
@@ -155,6 +152,8 @@ class STBackbone(nn.Module):
 
     blocks: nn.ModuleList
     gradient_checkpointing: bool = False
+    resting_axis: AttentionAxis = AttentionAxis.SPATIAL
+    """The token axis sequence parallelism shards unless told otherwise (a model's measured best; S by default)."""
 
     def embed(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, Conditioning]:  # pragma: no cover
         raise NotImplementedError(f"{type(self).__name__} must implement embed(...) -> (x, cond)")
@@ -208,9 +207,9 @@ def check_backbone(model: nn.Module) -> None:
         if not isinstance(getattr(block, "attn", None), Branch) or not isinstance(block.attn.inner, VideoAttention):
             raise InterfaceError(f"{where}.attn must be a Branch around a VideoAttention")
         if block.cross is not None and (
-            not isinstance(block.cross, Branch) or not isinstance(block.cross.inner, CrossAttention)
+            not isinstance(block.cross, Branch) or not isinstance(block.cross.inner, CrossAttentionBase)
         ):
-            raise InterfaceError(f"{where}.cross must be None or a Branch around a CrossAttention")
+            raise InterfaceError(f"{where}.cross must be None or a Branch around a CrossAttentionBase")
         if not isinstance(getattr(block, "mlp", None), Branch) or block.mlp.axis is not None:
             raise InterfaceError(f"{where}.mlp must be a Branch around a token-wise module (no attention axis)")
 

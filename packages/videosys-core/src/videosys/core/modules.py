@@ -17,7 +17,7 @@ from .layers.norm import NormKind, make_norm
 from .layers.rope import RotaryEmbedding
 from .layout import AttentionAxis, check_video_tokens, from_sequences, to_sequences
 
-__all__ = ["Branch", "CrossAttention", "SelfAttention", "VideoAttention"]
+__all__ = ["Branch", "CrossAttention", "CrossAttentionBase", "SelfAttention", "VideoAttention"]
 
 
 def _heads(dim: int, num_heads: int) -> int:
@@ -121,38 +121,64 @@ class SelfAttention(VideoAttention):
         return self.to_out(o.flatten(-2))
 
 
-class CrossAttention(nn.Module):
+class CrossAttentionBase(nn.Module):
     """Every token queries an external context (text tokens); ``x``'s layout does not matter.
 
     ``forward(x, context, context_mask)`` with ``x: (B, T, S, C)``, ``context: (B, L, Cc)`` and an
-    optional boolean ``context_mask: (B, L)`` (True = a real token).
+    optional boolean ``context_mask: (B, L)`` (True = a real token). Subclasses hold the parameters and
+    implement :meth:`project` and :meth:`output`.
     """
 
     axis = AttentionAxis.CROSS
 
-    def __init__(
-        self, dim: int, num_heads: int, context_dim: int | None = None, *, qkv_bias: bool = True, out_bias: bool = True
-    ) -> None:
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None) -> None:
         super().__init__()
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = _heads(dim, num_heads)
-        context_dim = dim if context_dim is None else context_dim
-        self.context_dim = context_dim
-        self.to_q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.to_k = nn.Linear(context_dim, dim, bias=qkv_bias)
-        self.to_v = nn.Linear(context_dim, dim, bias=qkv_bias)
-        self.to_out = nn.Linear(dim, dim, bias=out_bias)
+        self.context_dim = dim if context_dim is None else context_dim
+
+    def project(
+        self, x: torch.Tensor, context: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        """q ``(B, T*S, H, D)`` from the tokens ``(B, T*S, C)``; k, v ``(B, L, H, D)`` from the context."""
+        raise NotImplementedError
+
+    def output(self, o: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        """``(B, T*S, C)`` attention output to ``(B, T*S, C)``."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> torch.Tensor:
         b, t, s, _ = check_video_tokens(x, channels=self.dim)
         if context.dim() != 3 or context.shape[0] != b or context.shape[2] != self.context_dim:
             raise ValueError(f"context must be (B={b}, L, {self.context_dim}), got shape {tuple(context.shape)}")
-        q = self.to_q(x).reshape(b, t * s, self.num_heads, self.head_dim)
-        k = self.to_k(context).reshape(b, context.shape[1], self.num_heads, self.head_dim)
-        v = self.to_v(context).reshape(b, context.shape[1], self.num_heads, self.head_dim)
+        q, k, v = self.project(x.reshape(b, t * s, -1), context)
         out = scaled_dot_product(q, k, v, context_mask)
-        return self.to_out(out.reshape(b, t, s, -1))
+        return self.output(out.flatten(-2)).reshape(b, t, s, -1)
+
+
+class CrossAttention(CrossAttentionBase):
+    """Cross-attention with ``to_q``/``to_k``/``to_v``/``to_out`` projections (diffusers' names)."""
+
+    def __init__(
+        self, dim: int, num_heads: int, context_dim: int | None = None, *, qkv_bias: bool = True, out_bias: bool = True
+    ) -> None:
+        super().__init__(dim, num_heads, context_dim)
+        self.to_q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.to_k = nn.Linear(self.context_dim, dim, bias=qkv_bias)
+        self.to_v = nn.Linear(self.context_dim, dim, bias=qkv_bias)
+        self.to_out = nn.Linear(dim, dim, bias=out_bias)
+
+    def project(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        heads = (self.num_heads, self.head_dim)
+        return (
+            self.to_q(x).unflatten(-1, heads),
+            self.to_k(context).unflatten(-1, heads),
+            self.to_v(context).unflatten(-1, heads),
+        )
+
+    def output(self, o: torch.Tensor) -> torch.Tensor:
+        return self.to_out(o)
 
 
 class Branch(nn.Module):

@@ -24,7 +24,9 @@ the resting axis              switch in / out     Ulysses                    Uly
   (:mod:`videosys.dsp.ring`) across the rest; plain Ulysses when the heads divide by ``N``.
   ``full_attention="ulysses"`` or ``"ring"`` forces one.
 
-Cross-attention, MLPs, norms and modulation are token-wise and run on the local slice. Position tables
+Cross-attention, MLPs, norms and modulation are token-wise and run on the local slice; the blocks get
+the matching slice of every conditioning tensor laid out like the tokens (the ``Conditioning``'s token
+fields, see :func:`videosys.core.token_field`), padded like the tokens, and ``head`` the whole one. Position tables
 (:class:`~videosys.core.layers.AxisEmbedding`) along the resting axis used inside the blocks get the
 slice's global offset. Padding added when an axis does not divide by ``N`` never takes part in an
 attention: it is trimmed before and restored after. A self-attention mask (boolean, True = attend)
@@ -39,6 +41,7 @@ checkpoints load and save identically with or without sequence parallelism.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +58,7 @@ from videosys.core import (
     VideoAttention,
     check_backbone,
     check_video_tokens,
+    token_fields,
 )
 from videosys.core.layers import AxisEmbedding
 
@@ -93,6 +97,8 @@ class SequenceParallel:
     """Unpadded length of the resting axis, recorded by ``embed`` (kept for recomputation in backward)."""
     in_blocks: bool = False
     """True between the split and the gather (and after, until the next ``embed``)."""
+    conditioning: tuple[Conditioning, Conditioning] | None = None
+    """The blocks' (sliced) and the whole conditioning of the current forward, so ``head`` gets the whole one."""
     patched: list[tuple[object, str]] = field(default_factory=list)
 
     @property
@@ -126,13 +132,15 @@ def parallelize(
     model: STBackbone,
     group: ProcessGroup | None = None,
     *,
-    resting_axis: AttentionAxis | str = AttentionAxis.SPATIAL,
+    resting_axis: AttentionAxis | str | None = None,
     mode: Mode = "dsp",
     pad: bool = True,
     full_attention: FullAttention = "usp",
     ulysses_size: int | None = None,
 ) -> STBackbone:
     """Shard ``model``'s tokens over ``group`` (default: WORLD) along ``resting_axis``; returns ``model``.
+
+    ``resting_axis=None`` takes the model's own default, :attr:`videosys.core.STBackbone.resting_axis`.
 
     ``mode`` picks how self-attention runs (see the module docs). ``pad=False`` raises instead of
     padding an axis whose length does not divide by the group size. ``full_attention`` picks how ``FULL``
@@ -146,7 +154,7 @@ def parallelize(
         raise RuntimeError(f"{type(model).__name__} is already parallelized; call deparallelize(model) first")
     if mode not in MODES:
         raise ValueError(f"unknown sequence-parallel mode {mode!r}; expected one of {', '.join(map(repr, MODES))}")
-    resting = AttentionAxis.parse(resting_axis)
+    resting = AttentionAxis.parse(model.resting_axis if resting_axis is None else resting_axis)
     if resting not in _TOKEN_DIM:
         raise ValueError(f"the resting (sharded) axis must be 'spatial' or 'temporal', got {resting.value!r}")
     group = resolve_group(group)
@@ -276,11 +284,43 @@ def _sharded_embed(
     check_video_tokens(x, name="embed() output")
     state.length = x.shape[state.dim]
     x = split(x, state.dim, state.group, pad=state.pad)
+    local = _local_conditioning(state, cond, tuple(x.shape[:3]))
+    state.conditioning = (local, cond)
     state.in_blocks = True
-    return x, cond
+    return x, local
+
+
+def _local_conditioning(state: SequenceParallel, cond: Conditioning, local: tuple[int, ...]) -> Conditioning:
+    """``cond`` with each token field cut to this rank's slice of the resting axis (edge-padded like the tokens).
+
+    A plain slice, no collective: every rank holds the whole tensor, and the gradient of its slice reaches
+    the parameters that made it exactly like the gradient of a per-sample modulation does.
+    """
+    sliced = {}
+    for name, value in token_fields(cond).items():
+        video = list(local)
+        video[state.dim] = state.resting_length()
+        try:
+            torch.broadcast_shapes(value.shape[:3], tuple(video))
+        except RuntimeError:
+            raise ValueError(
+                f"{type(cond).__name__}.{name} has shape {tuple(value.shape)}, but a token field must be laid out "
+                f"like the tokens (B, T, S) = {tuple(video)}, with size 1 along an axis it does not vary"
+            ) from None
+        if value.shape[state.dim] == 1:
+            continue  # the same for every position of the sharded axis
+        chunk = local[state.dim]
+        missing = chunk * state.ranks - value.shape[state.dim]
+        if missing:
+            edge = value.narrow(state.dim, value.shape[state.dim] - 1, 1)
+            value = torch.cat([value] + [edge] * missing, dim=state.dim)
+        sliced[name] = value.narrow(state.dim, state.rank * chunk, chunk)
+    return dataclasses.replace(cond, **sliced) if sliced else cond
 
 
 def _gathered_head(state: SequenceParallel, head: Callable, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    if state.conditioning is not None and cond is state.conditioning[0]:
+        cond = state.conditioning[1]
     x = gather(x, state.dim, state.resting_length(), state.group)
     state.in_blocks = False
     try:

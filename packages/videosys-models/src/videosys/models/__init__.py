@@ -1,4 +1,4 @@
-"""VideoSys models: Latte-1 and DiT on the VideoSys core interfaces, loading the official checkpoints.
+"""VideoSys models: Latte-1, DiT and Open-Sora 1.2's STDiT3 on the core interfaces, loading the official checkpoints.
 
 ``pipeline = videosys.models.load("latte", path)``; ``frames = pipeline(prompt)[0]``;
 ``videosys.core.io.save_video(frames, "out.mp4")``. Backbones live in
@@ -7,11 +7,11 @@ diffusers and transformers on first use).
 """
 
 from .loading import CheckpointError, load_backbone
-from .pab_defaults import LATTE_PAB, PABDefaults
+from .pab_defaults import LATTE_PAB, OPENSORA_PAB
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
-from .transformers import DiTTransformer, LatteTransformer
+from .transformers import DiTTransformer, LatteTransformer, STDiT3
 from .vae import OpenSoraVAE
 
 __version__ = "0.1.0"
@@ -22,9 +22,10 @@ __all__ = [
     "CheckpointError",
     "DiTTransformer",
     "LatteTransformer",
+    "STDiT3",
     "ModelSpec",
+    "OPENSORA_PAB",
     "OpenSoraVAE",
-    "PABDefaults",
     "RectifiedFlow",
     "T5TextEncoder",
     "UnknownModelError",

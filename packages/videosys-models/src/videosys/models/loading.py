@@ -1,11 +1,14 @@
-"""Reading the diffusers-format folders the official checkpoints publish into VideoSys backbones.
+"""Reading the model folders the official checkpoints publish into VideoSys backbones.
 
-A model folder (``transformer/`` of Latte-1 or DiT-XL-2) holds ``config.json`` and the weights as
-``diffusion_pytorch_model.safetensors`` (or a sharded ``...safetensors.index.json``). Pickled ``.bin``
-files are a code-execution risk, so they are read only when the caller passes ``allow_bin=True``, and
-then with ``torch.load(weights_only=True)``.
-Official key names are mapped to ours by each backbone's ``convert_diffusers_state_dict``; every key
-must be used and every parameter filled, else :class:`CheckpointError` lists the differences.
+A model folder holds ``config.json`` and the weights in one of two layouts, told apart by the weight
+files present: ``"diffusers"`` (``diffusion_pytorch_model.safetensors``: ``transformer/`` of Latte-1 or
+DiT-XL-2) or ``"transformers"`` (a Hugging Face ``PreTrainedModel``'s ``model.safetensors``: Open-Sora's
+``OpenSora-STDiT-v3``); either may be sharded (``...safetensors.index.json``). Pickled ``.bin`` files are
+a code-execution risk, so they are read only when the caller passes ``allow_bin=True``, and then with
+``torch.load(weights_only=True)``.
+A backbone reads a layout through ``from_<layout>_config`` and ``convert_<layout>_state_dict`` (official
+key names to ours); every key must be used and every parameter filled, else :class:`CheckpointError`
+lists the differences.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "DIFFUSERS_BLOCK_RULES",
     "CheckpointError",
     "check_keys",
+    "folder_layout",
     "load_backbone",
     "load_state_dict",
     "read_config",
@@ -31,7 +35,11 @@ __all__ = [
     "weight_files",
 ]
 
-WEIGHTS_NAME = "diffusion_pytorch_model"
+WEIGHTS_NAMES = {
+    "diffusers": {"safetensors": "diffusion_pytorch_model.safetensors", "bin": "diffusion_pytorch_model.bin"},
+    "transformers": {"safetensors": "model.safetensors", "bin": "pytorch_model.bin"},
+}
+"""Weight file names of each folder layout (each may instead be sharded: ``<name>.index.json``)."""
 
 Rule = tuple[str, "str | Callable[[re.Match[str]], str]"]
 
@@ -75,22 +83,33 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def folder_layout(folder: str | os.PathLike) -> str:
+    """``"diffusers"`` or ``"transformers"``: the layout whose weight files ``folder`` holds."""
+    folder = Path(folder)
+    for layout, names in WEIGHTS_NAMES.items():
+        if any((folder / n).is_file() or (folder / f"{n}.index.json").is_file() for n in names.values()):
+            return layout
+    present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    expected = " or ".join(names["safetensors"] for names in WEIGHTS_NAMES.values())
+    raise CheckpointError(f"no {expected} in {folder} (files: {present})")
+
+
 def weight_files(folder: str | os.PathLike, allow_bin: bool = False) -> list[Path]:
     """The weight files of a model folder: safetensors first (single or sharded), ``.bin`` only if allowed."""
     folder = Path(folder)
+    names = WEIGHTS_NAMES[folder_layout(folder)]
     for suffix in ("safetensors",) + (("bin",) if allow_bin else ()):
-        single = folder / f"{WEIGHTS_NAME}.{suffix}"
+        single = folder / names[suffix]
         if single.is_file():
             return [single]
-        index = folder / f"{WEIGHTS_NAME}.{suffix}.index.json"
+        index = folder / f"{names[suffix]}.index.json"
         if index.is_file():
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
             return [folder / shard for shard in shards]
-    present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    hint = ""
-    if not allow_bin and any(name.endswith(".bin") for name in present):
-        hint = "; it holds pickled .bin weights, which are read only with allow_bin=True (trusted files only)"
-    raise CheckpointError(f"no {WEIGHTS_NAME}.safetensors in {folder} (files: {present}){hint}")
+    raise CheckpointError(
+        f"no {names['safetensors']} in {folder}; it holds pickled .bin weights, which are read only with "
+        "allow_bin=True (trusted files only)"
+    )
 
 
 def load_state_dict(folder: str | os.PathLike, allow_bin: bool = False) -> dict[str, torch.Tensor]:
@@ -135,10 +154,15 @@ def load_backbone(
     device: str | torch.device = "cpu",
     allow_bin: bool = False,
 ) -> ModelT:
-    """Build ``cls`` from a diffusers model folder and load its weights, in eval mode on ``device`` and ``dtype``."""
+    """Build ``cls`` from a model folder (either layout) and load its weights, in eval mode on ``device``/``dtype``."""
     config = read_config(folder)
-    state_dict = cls.convert_diffusers_state_dict(load_state_dict(folder, allow_bin))
-    model = cls.from_diffusers_config(config)
+    layout = folder_layout(folder)
+    build, convert = f"from_{layout}_config", f"convert_{layout}_state_dict"
+    if not hasattr(cls, build) or not hasattr(cls, convert):
+        readable = [name for name in WEIGHTS_NAMES if hasattr(cls, f"from_{name}_config")]
+        raise CheckpointError(f"{folder} holds a {layout}-layout checkpoint; {cls.__name__} reads {readable}")
+    model = getattr(cls, build)(config)
+    state_dict = getattr(model, convert)(load_state_dict(folder, allow_bin))
     check_keys(model, state_dict, f"checkpoint {folder}")
     model.load_state_dict(state_dict)
     return model.to(device=device, dtype=dtype).eval()

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .pab_defaults import LATTE_PAB, PABDefaults
+from videosys.pab import PABConfig
+
+from .pab_defaults import LATTE_PAB
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "UnknownModelError", "get_model", "list_models", "load"]
 
@@ -28,7 +30,7 @@ class ModelSpec:
     description: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments of the pipeline call that reproduce the published samples."""
-    pab: PABDefaults | None = None
+    pab: PABConfig | None = None
     sample_size: int | None = None
     """The latent size the checkpoint must have (tells DiT 256 from 512)."""
 

@@ -107,7 +107,7 @@ def _pab(args: argparse.Namespace, spec: ModelSpec) -> Any:
         return read_pab_config(args.pab_config)
     if spec.pab is None:
         raise UsageError(f"{spec.name} has no published PAB defaults; give your settings with --pab-config FILE")
-    return spec.pab.to_pab_config()
+    return spec.pab
 
 
 def _check_out(out: Path, video: bool, name: str) -> None:

@@ -14,8 +14,8 @@ class FinalLayer(nn.Module):
     """``linear(modulate(norm(x), shift, scale))`` with adaLN parameters from ``cond``.
 
     ``modulation="table"``: ``shift, scale = scale_shift_table + cond`` with ``cond: (B, C)`` (PixArt,
-    Latte, STDiT3). ``modulation="linear"``: ``shift, scale = adaLN_modulation(cond)`` with a SiLU +
-    linear layer (DiT).
+    Latte, STDiT3), or laid out like the tokens, ``(B, T|1, S|1, C)`` (STDiT3's frames at timestep 0).
+    ``modulation="linear"``: ``shift, scale = adaLN_modulation(cond)`` with a SiLU + linear layer (DiT).
     """
 
     def __init__(self, dim: int, out_dim: int, modulation: str = "table", eps: float = 1e-6) -> None:
@@ -30,9 +30,11 @@ class FinalLayer(nn.Module):
             raise ValueError(f"unknown modulation {modulation!r}; expected 'table' or 'linear'")
         self.modulation = modulation
 
+    def shift_scale(self, cond: torch.Tensor, ndim: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+        """The adaLN shift and scale for ``cond``, shaped to broadcast over ``ndim``-dim tokens."""
+        if self.modulation == "table":  # shift = table[0] + cond, scale = table[1] + cond
+            return split_modulation(torch.cat([cond, cond], dim=-1), 2, ndim, table=self.scale_shift_table)
+        return split_modulation(self.adaLN_modulation(cond), 2, ndim)
+
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        if self.modulation == "table":
-            shift, scale = split_modulation(self.scale_shift_table[None] + cond[:, None], 2, ndim=x.dim())
-        else:
-            shift, scale = split_modulation(self.adaLN_modulation(cond), 2, ndim=x.dim())
-        return self.linear(modulate(self.norm(x), shift, scale))
+        return self.linear(modulate(self.norm(x), *self.shift_scale(cond, x.dim())))

@@ -1,0 +1,95 @@
+"""A tiny STDiT3, its inputs, and what spawned gloo ranks run in the STDiT3 + DSP/PAB tests."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.distributed as dist
+from latte_workers import free_port
+
+from videosys.core import AttentionAxis, denoising_step
+from videosys.models.transformers import STDiT3
+
+__all__ = ["dsp_matches_one_rank", "free_port", "inputs", "pab_over_dsp", "sampling_outputs", "tiny_stdit3"]
+
+
+def tiny_stdit3(seed: int = 0) -> STDiT3:
+    """Two spatial/temporal pairs, 6 heads (Ulysses on 2 and 3 ranks), every parameter random."""
+    torch.manual_seed(seed)
+    model = STDiT3(depth=2, hidden_size=24, num_heads=6, caption_channels=8, model_max_length=5).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(std=0.2)
+    return model
+
+
+def inputs(seed: int = 0) -> dict:
+    """Latents with T=5 frames and a 5x7 patch grid (neither divides by 2 or 3; width 13 is padded to 14),
+    different timesteps, a padded text mask, frames at t0 via ``x_mask``, fps and the pixel size."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "latents": torch.randn(2, 4, 5, 10, 13, generator=g),
+        "timestep": torch.tensor([700.0, 250.0]),
+        "y": torch.randn(2, 5, 8, generator=g),
+        "mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]),
+        "x_mask": torch.tensor([[False, True, True, True, False], [True, True, False, True, True]]),
+        "fps": 24.0,
+        "height": 80,
+        "width": 104,
+    }
+
+
+def sampling_outputs(model: STDiT3, steps: int = 6) -> list[torch.Tensor]:
+    """The model's output at timesteps 1000, 900, ... (one per step), each inside the denoising-step context."""
+    args = inputs()
+    outputs = []
+    with torch.no_grad():
+        for i in range(steps):
+            t = 1000.0 - 100.0 * i
+            with denoising_step(i, t, steps):
+                outputs.append(model(**{**args, "timestep": torch.tensor([t, t])}))
+    return outputs
+
+
+def _init(rank: int, world: int, port: int) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+
+
+def dsp_matches_one_rank(rank: int, world: int, port: int) -> None:
+    """Every mode and resting axis on ``world`` ranks equals the same model run whole in this process."""
+    import videosys.dsp as dsp
+
+    _init(rank, world, port)
+    try:
+        reference = tiny_stdit3()
+        default = dsp.parallelize(copy.deepcopy(reference))
+        assert dsp.sequence_parallel(default).resting_axis is AttentionAxis.TEMPORAL  # STDiT3's measured default
+        with torch.no_grad():
+            expected = reference(**inputs())
+            for resting in ("spatial", "temporal"):
+                for mode in dsp.MODES:
+                    model = dsp.parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode)
+                    where = f"{mode=}, {resting=}"
+                    out = model(**inputs())
+                    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5, msg=lambda m, w=where: f"{w}: {m}")
+    finally:
+        dist.destroy_process_group()
+
+
+def pab_over_dsp(rank: int, world: int, port: int, config, resting_axis: str, out: str) -> None:
+    """A PAB sampling loop on the sharded STDiT3; rank 0 saves the outputs and PAB's counters."""
+    import videosys.dsp as dsp
+    import videosys.pab as pab
+
+    _init(rank, world, port)
+    try:
+        model = tiny_stdit3()
+        pab.enable(model, config)
+        dsp.parallelize(model, resting_axis=resting_axis)
+        outputs = sampling_outputs(model)
+        if rank == 0:
+            torch.save({"outputs": outputs, "stats": pab.stats(model)}, out)
+    finally:
+        dist.destroy_process_group()
