@@ -147,7 +147,7 @@ def test_models_lists_defaults_and_folders(capsys):
     assert "defaults: frames 16, steps 50, cfg 7.5, resolution 512x512" in stdout
     assert "PAB: spatial every 2 in (100, 800), temporal every 3 in (100, 800), cross every 6 in (100, 800)" in stdout
     assert "weights folder (maxin-cn/Latte-1): transformer/ (" in stdout
-    assert stdout.count("weights folder (facebook/DiT-XL-2-256 or -512)") == 2
+    assert stdout.count("weights folder (facebook/DiT-XL-2-256 or -512)") == 3  # dit, dit-xl-2-256, dit-xl-2-512
 
 
 def test_version(capsys):
