@@ -20,6 +20,7 @@ import copy
 import os
 import sys
 import time
+from collections.abc import Collection
 
 import torch
 import torch.distributed as dist
@@ -67,6 +68,50 @@ def step(model: nn.Module, inputs: tuple[torch.Tensor, ...], backward: bool, dev
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return out.detach()
+
+
+def round_robin(
+    models: dict[str, nn.Module],
+    parallel: Collection[str],
+    inputs: tuple,
+    backward: bool,
+    device: torch.device,
+    steps: int,
+) -> tuple[dict[str, tuple[int, int, int]], dict[str, float], dict[str, float]]:
+    """Time every model in turn, A B C A B C ..., so drift hits all alike; ``"1 rank"`` is the reference.
+
+    The ``parallel`` models run on every rank, ``"1 rank"`` on rank 0 alone. Returns, per parallel model,
+    the bytes one step passes into collectives (forward, backward, forward without the final gather), the
+    median seconds per step of every model, and (on rank 0) each parallel output's max |diff| from 1 rank.
+    """
+    rank = dist.get_rank()
+
+    def run(name: str) -> tuple[float, torch.Tensor | None]:
+        dist.barrier()
+        start = time.perf_counter()
+        out = step(models[name], inputs, backward, device) if name in parallel or rank == 0 else None
+        elapsed = time.perf_counter() - start
+        dist.barrier()
+        return elapsed, out
+
+    sent = {}
+    for name in models:  # warm-up, and one step's bytes per parallel model
+        reset_comm_stats()
+        run(name)
+        if name in parallel:
+            stats = comm_stats()
+            forward = total_bytes(stats)
+            sent[name] = (forward, total_bytes(stats, backward=True), forward - stats["gather"].bytes)
+    reference = run("1 rank")[1]
+    times: dict[str, list[float]] = {name: [] for name in models}
+    max_diff = {}
+    for _ in range(steps):
+        for name in models:
+            elapsed, out = run(name)
+            times[name].append(elapsed)
+            if rank == 0 and name in parallel:
+                max_diff[name] = (out.float() - reference.float()).abs().max().item()
+    return sent, {name: sorted(t)[len(t) // 2] for name, t in times.items()}, max_diff
 
 
 def relaunch(script: str) -> None:
@@ -118,35 +163,12 @@ def main() -> None:
     models = {mode: parallelize(copy.deepcopy(model), resting_axis=args.resting, mode=mode) for mode in MODES}
     models["1 rank"] = model
 
-    def run(name: str) -> tuple[float, torch.Tensor | None]:
-        dist.barrier()
-        start = time.perf_counter()
-        out = step(models[name], inputs, args.backward, device) if name in MODES or rank == 0 else None
-        elapsed = time.perf_counter() - start
-        dist.barrier()
-        return elapsed, out
-
-    for name in models:  # warm-up, and one step's bytes per mode
-        reset_comm_stats()
-        _, out = run(name)
-        if name in MODES:
-            stats = comm_stats()
-            forward, backward = total_bytes(stats), total_bytes(stats, backward=True)
-            models[name].bytes = (forward, backward, forward - stats["gather"].bytes)
-    reference = run("1 rank")[1]
-    times = {name: [] for name in models}
-    for _ in range(args.steps):
-        for name in models:
-            elapsed, out = run(name)
-            times[name].append(elapsed)
-            if rank == 0 and name in MODES:
-                models[name].max_diff = (out.float() - reference.float()).abs().max().item()
+    sent, median, max_diff = round_robin(models, MODES, inputs, args.backward, device, args.steps)
     if rank != 0:
         dist.destroy_process_group()
         return
 
     shard = args.batch * args.frames * args.tokens * args.dim * dtype.itemsize / ranks  # M/N bytes
-    median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
     mib = 2**20
     kind = "forward + backward" if args.backward else "forward"
     print(
@@ -160,20 +182,20 @@ def main() -> None:
     for name in models:
         line = f"{name:<16}"
         if name in MODES:
-            forward, backward, attention = models[name].bytes
+            forward, backward, attention = sent[name]
             closed = (PAIR_FACTOR[name] * args.pairs + 1) * shard  # + the final gather
             line += f"{forward / mib:>13.2f}{closed / mib:>13.2f}{forward / closed:>7.3f}"
             line += f"{attention / mib:>10.2f}{backward / mib:>9.2f}"
         else:
             line += f"{'-':>13}{'-':>13}{'-':>7}{'-':>10}{'-':>9}"
         line += f"{median[name]:>9.3f}{median[name] / median['dsp']:>8.2f}{median['1 rank'] / median[name]:>9.2f}x"
-        line += f"{models[name].max_diff:>12.2e}" if name in MODES else f"{'-':>12}"
+        line += f"{max_diff[name]:>12.2e}" if name in MODES else f"{'-':>12}"
         print(line)
-    dsp_attention = models["dsp"].bytes[2]
+    dsp_attention = sent["dsp"][2]
     print(
         "attention-collective bytes, DSP / Ulysses = "
-        f"{dsp_attention / models['ulysses'].bytes[2]:.3f} (closed form 0.25), DSP / Ulysses-on-resting-axis-only = "
-        f"{dsp_attention / models['ulysses-resting'].bytes[2]:.3f} (closed form 0.5)"
+        f"{dsp_attention / sent['ulysses'][2]:.3f} (closed form 0.25), DSP / Ulysses-on-resting-axis-only = "
+        f"{dsp_attention / sent['ulysses-resting'][2]:.3f} (closed form 0.5)"
     )
     dist.destroy_process_group()
 

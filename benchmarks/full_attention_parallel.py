@@ -19,18 +19,15 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import sys
-import time
 
 import torch
 import torch.distributed as dist
-from dsp_vs_ulysses import step
+from dsp_vs_ulysses import init_ranks, relaunch, round_robin
 from torch import nn
-from torch.distributed.run import main as torchrun
 
 from videosys.core import AdaLNBlock, Conditioning, STBackbone
 from videosys.core.layers import FinalLayer, TimestepEmbedder
-from videosys.dsp import comm_stats, parallelize, reset_comm_stats, total_bytes
+from videosys.dsp import parallelize
 
 
 class FullDiT(STBackbone):
@@ -80,20 +77,10 @@ def main() -> None:
     parser.add_argument("--backward", action="store_true", help="time forward + backward (training) steps")
     args = parser.parse_args()
     if "RANK" not in os.environ:  # not under torchrun: relaunch under it
-        gpus = torch.cuda.device_count()
-        torchrun(["--standalone", "--nproc_per_node", str(gpus if gpus >= 2 else 2), __file__, *sys.argv[1:]])
+        relaunch(__file__)
         return
-
-    cuda = torch.cuda.device_count() >= int(os.environ["WORLD_SIZE"])  # NCCL needs one GPU per rank
-    dist.init_process_group("nccl" if cuda else "gloo")
-    rank, ranks = dist.get_rank(), dist.get_world_size()
-    if cuda:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks))
-    dtype = torch.bfloat16 if cuda else torch.float32
+    rank, ranks, device, dtype = init_ranks()
+    cuda = device.type == "cuda"
 
     torch.manual_seed(0)  # same weights and inputs on every rank
     in_dim, context_dim = 8, 64
@@ -109,35 +96,12 @@ def main() -> None:
     models = {name: parallelize(copy.deepcopy(model), **options) for name, (options, _, _) in plans.items()}
     models["1 rank"] = model
 
-    def run(name: str) -> tuple[float, torch.Tensor | None]:
-        dist.barrier()
-        start = time.perf_counter()
-        out = step(models[name], inputs, args.backward, device) if name in plans or rank == 0 else None
-        elapsed = time.perf_counter() - start
-        dist.barrier()
-        return elapsed, out
-
-    measured = {}
-    for name in models:  # warm-up, and one step's bytes per layout
-        reset_comm_stats()
-        run(name)
-        if name in plans:
-            measured[name] = (total_bytes(comm_stats()), total_bytes(comm_stats(), backward=True))
-    reference = run("1 rank")[1]
-    times = {name: [] for name in models}
-    max_diff = {}
-    for _ in range(args.steps):
-        for name in models:
-            elapsed, out = run(name)
-            times[name].append(elapsed)
-            if rank == 0 and name in plans:
-                max_diff[name] = (out.float() - reference.float()).abs().max().item()
+    sent, median, max_diff = round_robin(models, plans, inputs, args.backward, device, args.steps)
     if rank != 0:
         dist.destroy_process_group()
         return
 
     shard = args.batch * args.frames * args.tokens * args.dim * dtype.itemsize / ranks  # M/N bytes
-    median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
     mib = 2**20
     kind = "forward + backward" if args.backward else "forward"
     print(
@@ -153,7 +117,7 @@ def main() -> None:
         line = f"{name:<12}"
         if name in plans:
             _, ulysses, ring = plans[name]
-            forward, backward = measured[name]
+            forward, backward, _ = sent[name]
             line += f"{f'{ulysses}x{ring}':>7}{forward / mib:>9.2f}"
             line += f"{closed_form(ulysses, ring, args.depth, False) * shard / mib:>9.2f}"
             line += f"{backward / mib:>9.2f}"

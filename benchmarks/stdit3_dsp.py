@@ -28,7 +28,7 @@ import time
 
 import torch
 import torch.distributed as dist
-from dsp_vs_ulysses import init_ranks, relaunch, step
+from dsp_vs_ulysses import init_ranks, relaunch, round_robin, step
 
 import videosys.pab as pab
 from videosys.core import denoising_step
@@ -121,29 +121,7 @@ def main() -> None:
     models = {name: parallelize(copy.deepcopy(model), resting_axis=run[1], mode=run[0]) for name, run in RUNS.items()}
     models["1 rank"] = model
 
-    def run(name: str) -> tuple[float, torch.Tensor | None]:
-        dist.barrier()
-        start = time.perf_counter()
-        out = step(models[name], inputs, False, device) if name in RUNS or rank == 0 else None
-        elapsed = time.perf_counter() - start
-        dist.barrier()
-        return elapsed, out
-
-    sent = {}
-    for name in models:  # warm-up, and one step's bytes per run
-        reset_comm_stats()
-        run(name)
-        if name in RUNS:
-            stats = comm_stats()
-            sent[name] = (total_bytes(stats), total_bytes(stats) - stats["gather"].bytes)
-    reference = run("1 rank")[1]
-    times, diffs = {name: [] for name in models}, {}
-    for _ in range(args.steps):
-        for name in models:
-            elapsed, out = run(name)
-            times[name].append(elapsed)
-            if rank == 0 and name in RUNS:
-                diffs[name] = (out.float() - reference.float()).abs().max().item()
+    sent, median, diffs = round_robin(models, RUNS, inputs, False, device, args.steps)
     generation = pab_generations(model, inputs, device)
     if rank != 0:
         dist.destroy_process_group()
@@ -152,7 +130,6 @@ def main() -> None:
     tokens = rows * cols
     padded = batch * (-(-frames // ranks) * ranks) * (-(-tokens // ranks) * ranks) * args.width * dtype.itemsize
     shard = padded / ranks  # M/N on the padded grid
-    median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
     mib = 2**20
     print(
         f"STDiT3 proxy of Open-Sora 480p/51 frames: {ranks} ranks, {device.type}, {dtype}; B={batch} T={frames} "
@@ -164,7 +141,7 @@ def main() -> None:
     for name in models:
         line = f"{name:<25}"
         if name in RUNS:
-            forward, attention = sent[name]
+            forward, _, attention = sent[name]
             closed = RUNS[name][2] * args.depth * shard
             line += f"{forward / mib:>10.2f}{attention / mib:>10.2f}{closed / mib:>12.2f}{attention / closed:>7.3f}"
         else:
