@@ -10,6 +10,8 @@ import pytest
 import workers
 from dsp_testing import BACKENDS, Check, run_checks
 
+from videosys.dsp import MODES
+
 HAS_PAB = importlib.util.find_spec("videosys.pab") is not None
 
 COMMON = [
@@ -51,10 +53,10 @@ CHECKS = {
         Check("train_usp", workers.usp_training_follows_single_process, (6,)),
         Check("mesh", workers.subgroup_of_a_mesh),
         # 4 heads: Ulysses, a ring of 4, and USP as Ulysses 2 x ring 2.
-        Check(
+        Check(  # (3, 2, 3) pads both axes on 4 ranks
             "grid_rope",
             workers.grid_rope_matches_single_process,
-            (4, ({}, {"full_attention": "ring"}, {"ulysses_size": 2})),
+            (4, ({}, {"full_attention": "ring"}, {"ulysses_size": 2}), MODES, workers.GRIDS[:1]),
         ),
     ],
 }

@@ -171,13 +171,19 @@ def _matches_in_every_mode(
             assert_grads_match(model, reference, where)
 
 
-def grid_rope_matches_single_process(heads: int, layouts: tuple[dict, ...], modes: tuple[str, ...] = MODES) -> None:
+GRIDS = ((2, 3, 2, 3), (1, 2, 1, 5))
+"""(B, T, H, W) of the grid-RoPE checks: on 2 to 4 ranks, some axis of each needs padding."""
+
+
+def grid_rope_matches_single_process(
+    heads: int, layouts: tuple[dict, ...], modes: tuple[str, ...] = MODES, grids: tuple = GRIDS
+) -> None:
     """3-D RoPE on full attention and 2-D RoPE on spatial attention, for every resting axis, the ``modes``
     (with the first FULL layout) and each FULL layout (``parallelize`` options: Ulysses, ring, USP), on
-    grids whose axes do not divide by the ranks. A ring shard must be rotated by its global (t, h, w)."""
+    ``grids``. A ring shard must be rotated by its global (t, h, w)."""
     torch.manual_seed(0)
     reference = TinyVideoDiT(dim=12 * heads, heads=heads, grid_rope=True)
-    for batch, frames, height, width in [(2, 3, 2, 3), (1, 2, 1, 5)]:
+    for batch, frames, height, width in grids:
         tokens = height * width
         inputs = (*tiny_inputs(batch, frames, tokens), None, height)
         if height > 1:  # the rows matter: the same tokens as `width` rows attend differently
