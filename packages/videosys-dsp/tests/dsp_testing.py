@@ -24,6 +24,7 @@ from videosys.core import (
     SelfAttention,
     STBackbone,
     STBlock,
+    VideoGrid,
     attention_backend,
     token_field,
 )
@@ -31,6 +32,7 @@ from videosys.core.layers import (
     AxisEmbedding,
     FeedForward,
     FinalLayer,
+    GridRotaryEmbedding,
     RotaryEmbedding,
     TimestepEmbedder,
     split_modulation,
@@ -134,8 +136,11 @@ class TinyVideoDiT(STBackbone):
     """STDiT-shaped: spatial (cross-attention, qk-norm) / temporal (RoPE) pairs, position tables on both axes.
 
     ``full=True`` gives full 3-D attention blocks instead; ``masked=True`` spatial, temporal and full
-    blocks whose attention takes a key mask, passed to ``forward`` after the context. Inputs are tokens
-    ``(B, T, S, in_dim)``.
+    blocks whose attention takes a key mask, passed to ``forward`` after the context; ``grid_rope=True``
+    full attention with RoPE over ``(t, h, w)`` (Open-Sora-Plan v1.2's convention, with interpolation
+    scales) and spatial attention with 2-D RoPE over ``(h, w)`` (a Wan-like split, interleaved pairs),
+    the frames' ``S`` tokens being ``height`` rows (``forward``'s argument after the mask). Inputs are
+    tokens ``(B, T, S, in_dim)``.
     """
 
     def __init__(
@@ -147,6 +152,7 @@ class TinyVideoDiT(STBackbone):
         max_len: int = 16,
         full: bool = False,
         masked: bool = False,
+        grid_rope: bool = False,
     ) -> None:
         super().__init__()
         self.proj_in = nn.Linear(in_dim, dim)
@@ -156,6 +162,15 @@ class TinyVideoDiT(STBackbone):
         cross = {"cross_attention": True, "context_dim": context_dim}
         if masked:
             blocks = [MaskedBlock(dim, heads, axis) for axis in ("spatial", "temporal", "full")]
+        elif grid_rope:
+            head_dim = dim // heads
+            rope_3d = GridRotaryEmbedding(head_dim, interpolation_scale=(0.5, 1.5, 2.0))
+            rope_2d = GridRotaryEmbedding(head_dim, "hw", (head_dim - 2 * (head_dim // 6), 2 * (head_dim // 6)))
+            blocks = [
+                AdaLNBlock(dim, heads, "full", rope=rope_3d, **cross),
+                AdaLNBlock(dim, heads, "spatial", rope=rope_2d, qk_norm="rms"),
+                AdaLNBlock(dim, heads, "full", rope=rope_3d, qk_norm="rms"),
+            ]
         elif full:
             blocks = [AdaLNBlock(dim, heads, "full", **cross), AdaLNBlock(dim, heads, "full", qk_norm="rms")]
         else:
@@ -172,11 +187,18 @@ class TinyVideoDiT(STBackbone):
             nn.init.normal_(param, std=0.2)
 
     def embed(
-        self, tokens: torch.Tensor, t: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        height: int | None = None,
     ) -> tuple[torch.Tensor, Conditioning]:
         x = self.spatial_pos(self.proj_in(tokens))
         t_emb = self.t_embedder(t)
-        return x, Conditioning(modulation=self.t_block(t_emb), context=context, extras={"t": t_emb, "mask": mask})
+        grid = None if height is None else VideoGrid(x.shape[1], height, x.shape[2] // height)
+        extras = {"t": t_emb, "mask": mask}
+        return x, Conditioning(modulation=self.t_block(t_emb), context=context, extras=extras, grid=grid)
 
     def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         return self.final(x, cond.extras["t"])

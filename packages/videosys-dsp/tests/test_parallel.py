@@ -10,6 +10,8 @@ import pytest
 import workers
 from dsp_testing import BACKENDS, Check, run_checks
 
+from videosys.dsp import MODES
+
 HAS_PAB = importlib.util.find_spec("videosys.pab") is not None
 
 COMMON = [
@@ -31,12 +33,16 @@ CHECKS = {
         Check("train_usp", workers.usp_training_follows_single_process, (3,)),
         Check("padding_rule", workers.padding_rule_is_load_bearing, backends=("math",)),
         Check("errors", workers.errors_are_clear),
+        # Ulysses (2 heads on 2 ranks) and a ring of 2 for FULL attention.
+        Check("grid_rope", workers.grid_rope_matches_single_process, (2, ({}, {"full_attention": "ring"}))),
+        Check("grid_rope_ring_place", workers.ring_shards_need_their_place, backends=("sdpa",)),
         *([Check("pab_over_usp", workers.pab_over_usp_equals_pab_alone)] if HAS_PAB else []),
     ],
     3: [
         Check("ring_attention", workers.ring_attention_matches_one_process),
         Check("full_usp_odd_heads", workers.backbone_matches_single_process, (True, 4)),  # 4 heads: a ring of 3
         Check("masked_usp_odd_heads", workers.masked_attention_matches_single_process, (4, ("dsp",))),
+        Check("grid_rope", workers.grid_rope_matches_single_process, (2, ({},), ("dsp",))),  # 2 heads: a ring of 3
     ],
     4: [
         *COMMON,
@@ -46,6 +52,12 @@ CHECKS = {
         Check("masked_usp_odd_heads", workers.masked_attention_matches_single_process, (6, ("dsp",))),
         Check("train_usp", workers.usp_training_follows_single_process, (6,)),
         Check("mesh", workers.subgroup_of_a_mesh),
+        # 4 heads: Ulysses, a ring of 4, and USP as Ulysses 2 x ring 2.
+        Check(  # (3, 2, 3) pads both axes on 4 ranks
+            "grid_rope",
+            workers.grid_rope_matches_single_process,
+            (4, ({}, {"full_attention": "ring"}, {"ulysses_size": 2}), MODES, workers.GRIDS[:1]),
+        ),
     ],
 }
 
@@ -126,6 +138,16 @@ def test_usp_training_follows_single_process_losses(results, world_size, backend
 
 def test_breaking_the_padding_rule_fails_under_math_attention(results):
     check(results, 2, "padding_rule", "math")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+def test_grid_rope_under_ulysses_ring_and_usp_matches_single_process(results, world_size, backend):
+    check(results, world_size, "grid_rope", backend)
+
+
+def test_ring_shards_rotated_from_the_origin_fail_the_grid_rope_check(results):
+    check(results, 2, "grid_rope_ring_place")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from dsp_testing import TinyVideoDiT, TokenConditionedDiT, tiny_inputs
 
-from videosys.core import attention_backend, scaled_dot_product
+from videosys.core import VideoAttention, attention_backend, scaled_dot_product
 from videosys.dsp import (
     MODES,
     average_gradients,
@@ -178,6 +178,45 @@ def _matches_in_every_mode(
             (out * weight).sum().backward()
             average_gradients(model)
             assert_grads_match(model, reference, where)
+
+
+GRIDS = ((2, 3, 2, 3), (1, 2, 1, 5))
+"""(B, T, H, W) of the grid-RoPE checks: on 2 to 4 ranks, some axis of each needs padding."""
+
+
+def grid_rope_matches_single_process(
+    heads: int, layouts: tuple[dict, ...], modes: tuple[str, ...] = MODES, grids: tuple = GRIDS
+) -> None:
+    """3-D RoPE on full attention and 2-D RoPE on spatial attention, for every resting axis, the ``modes``
+    (with the first FULL layout) and each FULL layout (``parallelize`` options: Ulysses, ring, USP), on
+    ``grids``. A ring shard must be rotated by its global (t, h, w)."""
+    torch.manual_seed(0)
+    reference = TinyVideoDiT(dim=12 * heads, heads=heads, grid_rope=True)
+    for batch, frames, height, width in grids:
+        tokens = height * width
+        inputs = (*tiny_inputs(batch, frames, tokens), None, height)
+        if height > 1:  # the rows matter: the same tokens as `width` rows attend differently
+            with torch.no_grad():
+                assert not torch.allclose(reference(*inputs), reference(*inputs[:-1], width), **TOL)
+        weight = torch.randn(batch, frames, tokens, 4, generator=torch.Generator().manual_seed(frames))
+        for i, options in enumerate(layouts):
+            case = f"grid {(frames, height, width)}, {options}"
+            _matches_in_every_mode(reference, inputs, weight, case, modes if i == 0 else ("dsp",), options)
+
+
+def ring_shards_need_their_place() -> None:
+    """Rotate ring shards as if each began the video, and the grid-RoPE check must fail: it can."""
+    original = VideoAttention.rotate
+
+    def from_the_origin(self, q, k, grid=None, start=(0, 0)):
+        return original(self, q, k, grid)
+
+    VideoAttention.rotate = from_the_origin
+    try:
+        with pytest.raises(AssertionError):
+            grid_rope_matches_single_process(2, ({"full_attention": "ring"},), ("dsp",))
+    finally:
+        VideoAttention.rotate = original
 
 
 def token_conditioning_matches_single_process() -> None:

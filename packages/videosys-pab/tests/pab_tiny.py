@@ -8,8 +8,8 @@ from collections.abc import Callable, Hashable
 import torch
 from torch import nn
 
-from videosys.core import AdaLNBlock, Conditioning, STBackbone, current_step, denoising_step
-from videosys.core.layers import FinalLayer, TimestepEmbedder
+from videosys.core import AdaLNBlock, Conditioning, STBackbone, VideoGrid, current_step, denoising_step
+from videosys.core.layers import FinalLayer, GridRotaryEmbedding, TimestepEmbedder
 
 DIM, HEADS, TEXT_DIM, IN_CH = 16, 2, 8, 3
 FRAMES, TOKENS, TEXT_LEN = 3, 5, 4
@@ -26,23 +26,36 @@ def linear_30() -> list[float]:
 
 
 class TinyVideoDiT(STBackbone):
-    """Alternating spatial / temporal adaLN blocks, each with cross-attention (STDiT3's layout)."""
+    """Alternating spatial / temporal adaLN blocks, each with cross-attention (STDiT3's layout).
 
-    def __init__(self, depth: int = 2) -> None:
+    ``rows``: full / spatial pairs instead, rotating queries and keys by their place in the video grid
+    (3-D RoPE with its own channel split, 2-D RoPE over rows and columns); each frame's tokens are ``rows`` rows.
+    """
+
+    def __init__(self, depth: int = 2, rows: int | None = None) -> None:
         super().__init__()
         self.proj_in = nn.Linear(IN_CH, DIM)
         self.t_embed = TimestepEmbedder(DIM, frequency_dim=32)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(DIM, 6 * DIM))
-        self.blocks = nn.ModuleList(
-            AdaLNBlock(DIM, HEADS, axis, cross_attention=True, context_dim=TEXT_DIM)
-            for _ in range(depth)
-            for axis in ("spatial", "temporal")
-        )
+        cross = {"cross_attention": True, "context_dim": TEXT_DIM}
+        if rows is None:
+            layers = [AdaLNBlock(DIM, HEADS, axis, **cross) for _ in range(depth) for axis in ("spatial", "temporal")]
+        else:
+            rope_3d = GridRotaryEmbedding(DIM // HEADS, split=(2, 2, 4), interpolation_scale=(1.0, 0.5, 2.0))
+            rope_2d = GridRotaryEmbedding(DIM // HEADS, "hw")
+            layers = [
+                AdaLNBlock(DIM, HEADS, axis, rope=rope, **cross)
+                for _ in range(depth)
+                for axis, rope in (("full", rope_3d), ("spatial", rope_2d))
+            ]
+        self.blocks = nn.ModuleList(layers)
+        self.rows = rows
         self.final = FinalLayer(DIM, IN_CH)
 
     def embed(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor):
         emb = self.t_embed(t)
-        return self.proj_in(x), Conditioning(modulation=self.t_block(emb), context=text, extras={"t": emb})
+        grid = None if self.rows is None else VideoGrid(x.shape[1], self.rows, x.shape[2] // self.rows)
+        return self.proj_in(x), Conditioning(modulation=self.t_block(emb), context=text, extras={"t": emb}, grid=grid)
 
     def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         return self.final(x, cond.extras["t"])
@@ -91,9 +104,9 @@ def sample(
     return x
 
 
-def tiny_model(seed: int = 0, depth: int = 2) -> TinyVideoDiT:
+def tiny_model(seed: int = 0, depth: int = 2, rows: int | None = None) -> TinyVideoDiT:
     torch.manual_seed(seed)
-    return TinyVideoDiT(depth).eval()
+    return TinyVideoDiT(depth, rows).eval()
 
 
 def record_inner_calls(branches: dict) -> Counter:

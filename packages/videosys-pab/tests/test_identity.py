@@ -33,6 +33,23 @@ def test_interval_one_is_bit_identical_over_a_full_loop():
     assert counts["spatial"]["computed"] == 50 * 2  # 2 spatial blocks, one call per step
 
 
+def test_interval_one_is_bit_identical_with_grid_rotary_embeddings():
+    """Full attention with 3-D RoPE and spatial attention with 2-D RoPE: the grid reaches attention through PAB."""
+    model = tiny_model(rows=2)
+    g = torch.Generator().manual_seed(0)
+    given = (torch.randn(1, 3, 6, 3, generator=g), torch.randn(1, 4, 8, generator=g))  # 3 frames of 2 x 3 tokens
+    reference = sample(model, linear_30(), guidance="batched", given=given)
+    plain = tiny_model(rows=2)
+    for block in plain.blocks:
+        block.attn.inner.rope = None
+    assert not torch.allclose(sample(plain, linear_30(), guidance="batched", given=given), reference)
+    with pab(model, PABConfig(full=Broadcast(1), spatial=Broadcast(1), cross=Broadcast(1))):
+        out = sample(model, linear_30(), guidance="batched", given=given)
+        counts = stats(model)
+    assert torch.equal(out, reference)
+    assert counts["full"] == {**counts["full"], "computed": 30 * 2, "reused": 0}
+
+
 def test_enable_then_disable_is_bit_identical_and_restores_the_branches():
     model = tiny_model()
     reference = sample(model, linear_30())

@@ -22,7 +22,7 @@ from .backbone import (
     check_backbone,
 )
 from .conditioning import Conditioning, token_field, token_fields
-from .layout import AttentionAxis, VideoShape, check_video_tokens, from_sequences, to_sequences
+from .layout import AttentionAxis, VideoGrid, VideoShape, check_video_tokens, from_sequences, to_sequences
 from .modules import Branch, CrossAttention, CrossAttentionBase, SelfAttention, VideoAttention
 from .steps import DenoisingStep, current_step, denoising_step
 
@@ -43,6 +43,7 @@ __all__ = [
     "STBlock",
     "SelfAttention",
     "VideoAttention",
+    "VideoGrid",
     "VideoShape",
     "attention_backend",
     "attention_with_lse",

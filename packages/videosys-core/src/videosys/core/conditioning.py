@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from .layout import VideoGrid
+
 __all__ = ["Conditioning", "token_field", "token_fields"]
 
 _TOKEN_FIELD = "videosys_token_field"
@@ -70,3 +72,6 @@ class Conditioning:
     """Boolean ``(B, L)``, True for real (non-padding) text tokens."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Model-specific values the head needs (e.g. the raw timestep embedding)."""
+    grid: VideoGrid | None = None
+    """The ``(T, H, W)`` token grid of the whole video, for attention whose positions are 2-D or 3-D
+    (:class:`~videosys.core.layers.GridRotaryEmbedding`); blocks pass it to their attention."""

@@ -15,6 +15,7 @@ import torch
 
 __all__ = [
     "AttentionAxis",
+    "VideoGrid",
     "VideoShape",
     "check_video_tokens",
     "to_sequences",
@@ -55,6 +56,48 @@ class VideoShape(NamedTuple):
     frames: int
     tokens: int
     channels: int
+
+
+class VideoGrid(NamedTuple):
+    """The token grid ``embed()`` produced: ``frames`` x ``height`` x ``width``, ``S = height * width`` row-major.
+
+    Attention sees ``T`` and ``S`` in its tokens but not how ``S`` folds into rows and columns; a backbone
+    whose attention needs that (a rotary embedding over ``(t, h, w)``) says so in ``Conditioning.grid``.
+    """
+
+    frames: int
+    height: int
+    width: int
+
+    @property
+    def tokens(self) -> int:
+        """Spatial tokens per frame, ``S``."""
+        return self.height * self.width
+
+    def check(self, axis: AttentionAxis, frames: int, tokens: int) -> None:
+        """Raise unless the grid has positive sizes and matches the whole axes an attention over ``axis`` mixes."""
+        if any(not isinstance(n, int) or n < 1 for n in self):
+            raise ValueError(f"a video grid is three positive integers (frames, height, width), got {tuple(self)}")
+        whole_t = axis in (AttentionAxis.TEMPORAL, AttentionAxis.FULL)
+        whole_s = axis in (AttentionAxis.SPATIAL, AttentionAxis.FULL)
+        if (whole_t and frames != self.frames) or (whole_s and tokens != self.tokens):
+            raise ValueError(
+                f"{axis.value} attention over (T, S) = ({frames}, {tokens}) tokens, but the video grid {tuple(self)} "
+                f"has (T, S) = ({self.frames}, {self.tokens}): embed() must declare the grid of the tokens it returns"
+            )
+
+    def positions(
+        self, frames: int, tokens: int, start: tuple[int, int] = (0, 0), device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Integer ``(t, h, w)`` of a ``frames x tokens`` block of tokens whose first sits at ``start``.
+
+        ``start`` is (frame, spatial token); the result is shaped ``(frames, 1)``, ``(1, tokens)``,
+        ``(1, tokens)``, broadcasting to the block. Past the grid's end (sequence-parallel padding) the count
+        continues: such tokens are never attended to, so any position will do.
+        """
+        t = torch.arange(start[0], start[0] + frames, device=device)[:, None]
+        s = torch.arange(start[1], start[1] + tokens, device=device)[None, :]
+        return t, s // self.width, s % self.width
 
 
 def check_video_tokens(x: torch.Tensor, channels: int | None = None, name: str = "x") -> VideoShape:

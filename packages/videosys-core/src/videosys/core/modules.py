@@ -14,8 +14,8 @@ from torch import nn
 from .attention import scaled_dot_product
 from .layers.modulation import modulate
 from .layers.norm import NormKind, make_norm
-from .layers.rope import RotaryEmbedding
-from .layout import AttentionAxis, check_video_tokens, from_sequences, to_sequences
+from .layers.rope import Rotary
+from .layout import AttentionAxis, VideoGrid, check_video_tokens, from_sequences, to_sequences
 
 __all__ = ["Branch", "CrossAttention", "CrossAttentionBase", "SelfAttention", "VideoAttention"]
 
@@ -30,7 +30,7 @@ class VideoAttention(nn.Module):
     """Self-attention over one :class:`AttentionAxis` of ``(B, T, S, C)`` tokens.
 
     Subclasses implement :meth:`project` and :meth:`output`; the default :meth:`mix` folds the tokens
-    into one sequence per independent attention, applies ``self.rope`` if set, and calls
+    into one sequence per independent attention, applies ``self.rope`` if set (:meth:`rotate`), and calls
     :func:`~videosys.core.attention.scaled_dot_product`.
     """
 
@@ -58,11 +58,34 @@ class VideoAttention(nn.Module):
         """Token-wise map of ``(B, T, S, H, D)`` attention output back to ``(B, T, S, C)``."""
         raise NotImplementedError
 
-    def mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Attention along ``self.axis``; ``mask`` is boolean, broadcastable to ``(B, T, S)``, True = attend."""
+    def rotate(
+        self, q: torch.Tensor, k: torch.Tensor, grid: VideoGrid | None = None, start: tuple[int, int] = (0, 0)
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``q`` and ``k`` rotated by ``self.rope`` (unchanged without one).
+
+        Token-wise given positions: ``start`` (frame, spatial token) is where their first token sits in
+        ``grid``, so sequence parallelism rotates a shard of the tokens (ring attention) by its global place.
+        """
+        if self.rope is None:
+            return q, k
+        return self.rope(q, self.axis, grid, start), self.rope(k, self.axis, grid, start)
+
+    def mix(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        grid: VideoGrid | None = None,
+    ) -> torch.Tensor:
+        """Attention along ``self.axis``; ``mask`` is boolean, broadcastable to ``(B, T, S)``, True = attend.
+
+        The attended axes are whole here, so ``grid`` (the video's, see :class:`VideoGrid`) must match them.
+        """
         b, t, s = q.shape[:3]
-        if self.rope is not None:
-            q, k = self.rope(q, self.axis), self.rope(k, self.axis)
+        if grid is not None:
+            grid.check(self.axis, t, s)
+        q, k = self.rotate(q, k, grid)
         key_mask = None
         if mask is not None:
             key_mask = to_sequences(mask.expand(b, t, s), self.axis)
@@ -75,16 +98,20 @@ class VideoAttention(nn.Module):
         )
         return from_sequences(out, self.axis, b, t, s)
 
-    def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, mask: torch.Tensor | None = None, grid: VideoGrid | None = None
+    ) -> torch.Tensor:
+        """``grid``: the whole video's token grid, needed by a :class:`~videosys.core.layers.GridRotaryEmbedding`."""
         check_video_tokens(x)
-        return self.output(self.mix(*self.project(x), mask=mask))
+        return self.output(self.mix(*self.project(x), mask=mask, grid=grid))
 
 
 class SelfAttention(VideoAttention):
     """Multi-head self-attention with ``to_q``/``to_k``/``to_v``/``to_out`` projections (diffusers' names).
 
     ``qk_norm`` normalises queries and keys over the head dim (``"rms"`` as in STDiT3, ``"layer"``);
-    ``rope`` rotates them by position along the axis.
+    ``rope`` rotates them by position: along the axis (:class:`~videosys.core.layers.RotaryEmbedding`) or in
+    the video grid (:class:`~videosys.core.layers.GridRotaryEmbedding`).
     """
 
     def __init__(
@@ -97,7 +124,7 @@ class SelfAttention(VideoAttention):
         out_bias: bool = True,
         qk_norm: NormKind | None = None,
         qk_norm_eps: float = 1e-6,
-        rope: RotaryEmbedding | None = None,
+        rope: Rotary | None = None,
     ) -> None:
         super().__init__(axis, num_heads)
         self.dim = dim

@@ -56,6 +56,7 @@ from videosys.core import (
     Conditioning,
     STBackbone,
     VideoAttention,
+    VideoGrid,
     check_backbone,
     check_video_tokens,
     token_fields,
@@ -282,6 +283,8 @@ def _sharded_embed(
     state.in_blocks = False
     x, cond = embed(*args, **kwargs)
     check_video_tokens(x, name="embed() output")
+    if cond.grid is not None:
+        cond.grid.check(AttentionAxis.FULL, x.shape[1], x.shape[2])
     state.length = x.shape[state.dim]
     x = split(x, state.dim, state.group, pad=state.pad)
     local = _local_conditioning(state, cond, tuple(x.shape[:3]))
@@ -330,18 +333,28 @@ def _gathered_head(state: SequenceParallel, head: Callable, x: torch.Tensor, con
 
 
 def _switched_forward(
-    state: SequenceParallel, forward: Callable, x: torch.Tensor, *, mask: torch.Tensor | None = None
+    state: SequenceParallel,
+    forward: Callable,
+    x: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    grid: VideoGrid | None = None,
 ) -> torch.Tensor:
     mask = _local_mask(state, mask, _video_shape(state, x), state.other_dim)
     whole = switch(x, state.other_dim, state.dim, state.group, length=state.resting_length(), pad=state.pad)
-    out = forward(whole, mask=mask)
+    out = forward(whole, mask=mask, grid=grid)  # the attended axis is whole: positions along it are global
     return switch(out, state.dim, state.other_dim, state.group, length=x.shape[state.other_dim], pad=state.pad)
 
 
 def _local_forward(
-    state: SequenceParallel, forward: Callable, x: torch.Tensor, *, mask: torch.Tensor | None = None
+    state: SequenceParallel,
+    forward: Callable,
+    x: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    grid: VideoGrid | None = None,
 ) -> torch.Tensor:
-    return forward(x, mask=_local_mask(state, mask, _video_shape(state, x), state.dim))
+    return forward(x, mask=_local_mask(state, mask, _video_shape(state, x), state.dim), grid=grid)
 
 
 def _ulysses_mix(
@@ -351,10 +364,12 @@ def _ulysses_mix(
     k: torch.Tensor,
     v: torch.Tensor,
     mask: torch.Tensor | None = None,
+    grid: VideoGrid | None = None,
 ) -> torch.Tensor:
     length = state.resting_length()
     q, k, v = (switch(t, HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v))
-    return switch(mix(q, k, v, mask), state.dim, HEAD_DIM, state.group, kind="ulysses")  # both axes whole: mask as is
+    out = mix(q, k, v, mask, grid)  # both axes whole: mask and positions as in one process
+    return switch(out, state.dim, HEAD_DIM, state.group, kind="ulysses")
 
 
 def _usp_mix(
@@ -365,9 +380,12 @@ def _usp_mix(
     k: torch.Tensor,
     v: torch.Tensor,
     mask: torch.Tensor | None = None,
+    grid: VideoGrid | None = None,
 ) -> torch.Tensor:
+    attention = mix.__self__
+    rotate = functools.partial(attention.rotate, grid=grid)
     length = state.resting_length()
-    return layout.attend(q, k, v, mask, dim=state.dim, length=length, scale=mix.__self__.scale)
+    return layout.attend(q, k, v, mask, dim=state.dim, length=length, scale=attention.scale, rotate=rotate)
 
 
 def _offset_forward(state: SequenceParallel, forward: Callable, x: torch.Tensor, offset: int = 0) -> torch.Tensor:

@@ -13,6 +13,7 @@ all-to-alls move ``4 M/N`` (q, k, v, out; none when ``U = 1``), the ring ``2 (R-
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +30,8 @@ from .ring import ring_attention
 __all__ = ["FULL_ATTENTION", "FullAttention", "USPLayout", "plan_usp"]
 
 FullAttention = Literal["usp", "ulysses", "ring"]
+Rotate = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+"""``rotate(q, k, start=(frame, token))``: an attention's :meth:`~videosys.core.VideoAttention.rotate`, grid bound."""
 FULL_ATTENTION: tuple[str, ...] = ("usp", "ulysses", "ring")
 HEAD_DIM = 3  # heads in the (B, T, S, H, D) query/key/value layout
 
@@ -58,14 +61,21 @@ class USPLayout:
         dim: int,
         length: int,
         scale: float | None,
+        rotate: Rotate | None = None,
     ) -> torch.Tensor:
         """FULL attention of ``(B, T, S, H, D)`` shards along ``dim`` (``length`` unpadded) over the whole video.
 
         ``mask`` is the whole video's key mask (broadcastable to ``(B, T, S)``) or None; padding keys
-        are masked out here. Returns this rank's shard of the output, ``(B, T, S_local, H, D)``.
+        are masked out here. ``rotate(q, k, start=(frame, token))`` applies the attention's rotary
+        embedding to the ring shard, given where it starts in the video (the mix it replaces would have).
+        Returns this rank's shard of the output, ``(B, T, S_local, H, D)``.
         """
         if self.ulysses > 1:
             q, k, v = (switch(t, HEAD_DIM, dim, self.ulysses_group, pad=False, kind="ulysses") for t in (q, k, v))
+        if rotate is not None:
+            start = [0, 0]
+            start[dim - 1] = (dist.get_rank(self.ring_group) if self.ring > 1 else 0) * q.shape[dim]
+            q, k = rotate(q, k, start=tuple(start))
         b, t, s = q.shape[:3]
         key_mask = self._key_mask(mask, (b, t, s), dim, length, q.device)
         fold = (to_sequences(x, AttentionAxis.FULL) for x in (q, k, v))

@@ -14,18 +14,20 @@ from .mlp import FeedForward, gelu_tanh
 from .modulation import modulate, split_modulation
 from .norm import NormKind, RMSNorm, make_norm
 from .patch import PatchEmbed2D, PatchEmbed3D, unpatchify
-from .rope import RotaryEmbedding
+from .rope import GridRotaryEmbedding, Rotary, RotaryEmbedding
 
 __all__ = [
     "AxisEmbedding",
     "CaptionProjection",
     "FeedForward",
     "FinalLayer",
+    "GridRotaryEmbedding",
     "LabelEmbedder",
     "NormKind",
     "PatchEmbed2D",
     "PatchEmbed3D",
     "RMSNorm",
+    "Rotary",
     "RotaryEmbedding",
     "TimestepEmbedder",
     "gelu_tanh",

@@ -27,6 +27,7 @@ from videosys.core import (
     CrossAttentionBase,
     STBackbone,
     VideoAttention,
+    VideoGrid,
     token_field,
 )
 from videosys.core.layers import (
@@ -105,8 +106,6 @@ class STDiT3Conditioning(Conditioning):
     """The same for timestep 0, ``(B, C)``, when some frames are given as conditioning."""
     x_mask: torch.Tensor | None = token_field()
     """Boolean ``(B, T, 1, 1)``, False for the frames given as conditioning (modulated with ``t0``)."""
-    grid: tuple[int, int, int] = (1, 1, 1)
-    """Token grid ``(T, H, W)`` after padding the latents to whole patches."""
     size: tuple[int, int, int] = (1, 1, 1)
     """Latent size ``(T, H, W)`` before padding; the output is cropped back to it."""
 
@@ -194,7 +193,7 @@ class STDiT3(STBackbone):
         b, _, *size = latents.shape
         pads = [(-n) % p for n, p in zip(size, self.patch_size)]
         x = self.x_embedder(F.pad(latents, (0, pads[2], 0, pads[1], 0, pads[0])))
-        grid = tuple((n + p) // q for n, p, q in zip(size, pads, self.patch_size))
+        grid = VideoGrid(*((n + p) // q for n, p, q in zip(size, pads, self.patch_size)))  # after padding
         pixels = float(torch.as_tensor(height).flatten()[0]) * float(torch.as_tensor(width).flatten()[0])
         x = add_sincos_2d(x, grid[1:], round((grid[1] * grid[2]) ** 0.5), pixels**0.5 / self.input_sq_size)
 
