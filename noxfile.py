@@ -111,7 +111,7 @@ def train_gpu(session: nox.Session) -> None:
     """
     if shutil.which("nvidia-smi") is None:
         session.skip("no CUDA GPU here (nvidia-smi not found): the train_gpu session runs only on CUDA machines")
-    install(session, pkg("core"), pkg("dsp"), pkg("models"), pkg("train", "colossalai,test"))
+    install(session, pkg("core"), pkg("dsp"), pkg("pab"), pkg("models"), pkg("train", "colossalai,test"))
     install_colossalai(session)
     session.run("pytest", "-q", "-m", "gpu", "packages/videosys-train/tests", *session.posargs)
     session.run("python", str(ROOT / "benchmarks" / "train_throughput.py"))
