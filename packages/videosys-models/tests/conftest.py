@@ -196,3 +196,24 @@ def dit_folder(tmp_path):
 def dit_256_folder(tmp_path):
     """A tiny DiT with DiT-XL/2-256's latent size (32), so the registry accepts it as dit-xl-2-256."""
     return save_dit_folder(tmp_path / "dit256", sample_size=32)
+
+
+OPENSORA_FIXTURES = Path(__file__).parent / "fixtures" / "opensora"
+
+
+@pytest.fixture
+def opensora_folder(tmp_path):
+    """A complete tiny Open-Sora 1.2 folder: the golden STDiT3 and VAE fixture folders (official layouts) and a
+    tiny T5 whose width matches STDiT3's caption channels."""
+    import shutil
+
+    root = tmp_path / "opensora"
+    shutil.copytree(OPENSORA_FIXTURES / "stdit3", root / "transformer", ignore=shutil.ignore_patterns("*.md"))
+    shutil.copytree(
+        OPENSORA_FIXTURES / "vae", root / "vae", ignore=shutil.ignore_patterns("*.md", "io.safetensors")
+    )
+    caption_channels = json.loads((root / "transformer" / "config.json").read_text())["caption_channels"]
+    tokenizer = tiny_tokenizer()
+    tiny_t5(len(tokenizer), caption_channels).save_pretrained(root / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(root / "tokenizer")
+    return root

@@ -142,6 +142,14 @@ class Pipeline(ABC):
     ) -> PipelineT:
         """Build the pipeline from a checked folder."""
 
+    @classmethod
+    def check_call(cls, call: dict[str, Any]) -> None:
+        """Raise ValueError for call arguments that are wrong whatever the weights, before any are loaded.
+
+        The command line runs it on a request; pipelines whose arguments need more than the call's own type
+        checks (Open-Sora's named sizes and lengths) override it.
+        """
+
     @property
     def device(self) -> torch.device:
         return next(self.transformer.parameters()).device
