@@ -201,14 +201,38 @@ def dit_256_folder(tmp_path):
 OPENSORA_FIXTURES = Path(__file__).parent / "fixtures" / "opensora"
 
 
+OPENSORA_DEPTH = 5
+"""Block pairs of the tiny Open-Sora folder: Open-Sora's PAB defaults reuse the MLPs of blocks 0-4."""
+
+
+def deepen_stdit3(folder: Path, depth: int) -> None:
+    """Grow the official-layout STDiT3 in ``folder`` to ``depth`` block pairs, block ``i`` a copy of ``i % depth0``."""
+    import re
+
+    from safetensors.torch import load_file, save_file
+
+    config = json.loads((folder / "config.json").read_text())
+    weights = load_file(folder / "model.safetensors")
+    pattern = re.compile(r"^(spatial|temporal)_blocks\.(\d+)\.(.*)$")
+    for key, value in list(weights.items()):
+        match = pattern.match(key)
+        if match:
+            kind, index, rest = match.group(1), int(match.group(2)), match.group(3)
+            for new in range(config["depth"] + index, depth, config["depth"]):
+                weights[f"{kind}_blocks.{new}.{rest}"] = value.clone()
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps({**config, "depth": depth}))
+
+
 @pytest.fixture
 def opensora_folder(tmp_path):
-    """A complete tiny Open-Sora 1.2 folder: the golden STDiT3 and VAE fixture folders (official layouts) and a
-    tiny T5 whose width matches STDiT3's caption channels."""
+    """A complete tiny Open-Sora 1.2 folder: the golden STDiT3 (grown to :data:`OPENSORA_DEPTH` block pairs) and
+    VAE fixture folders in their official layouts, and a tiny T5 as wide as STDiT3's caption channels."""
     import shutil
 
     root = tmp_path / "opensora"
     shutil.copytree(OPENSORA_FIXTURES / "stdit3", root / "transformer", ignore=shutil.ignore_patterns("*.md"))
+    deepen_stdit3(root / "transformer", OPENSORA_DEPTH)
     shutil.copytree(
         OPENSORA_FIXTURES / "vae", root / "vae", ignore=shutil.ignore_patterns("*.md", "io.safetensors")
     )

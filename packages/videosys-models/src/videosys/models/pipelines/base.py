@@ -10,6 +10,7 @@ per-frame mask).
 
 from __future__ import annotations
 
+import inspect
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -146,9 +147,12 @@ class Pipeline(ABC):
     def check_call(cls, call: dict[str, Any]) -> None:
         """Raise ValueError for call arguments that are wrong whatever the weights, before any are loaded.
 
-        The command line runs it on a request; pipelines whose arguments need more than the call's own type
-        checks (Open-Sora's named sizes and lengths) override it.
+        The command line runs it on a request. Here: arguments the pipeline's ``__call__`` does not take;
+        pipelines with arguments that need more (Open-Sora's named sizes and lengths) extend it.
         """
+        unknown = sorted(set(call) - set(inspect.signature(cls.__call__).parameters))
+        if unknown:
+            raise ValueError(f"{cls.__name__} takes no argument {', '.join(unknown)}")
 
     @property
     def device(self) -> torch.device:

@@ -1,12 +1,13 @@
 """Open-Sora 1.2: text to video, image to video and video continuation with STDiT3, rectified flow and VAE 1.2.
 
 Sampling follows the original's inference script (hpcaitech/Open-Sora v1.2.0): the prompt gets
-``" aesthetic score: 6.5."``, T5 tokens up to STDiT3's ``model_max_length`` (300), the unconditional branch of guidance is the learned null
-caption ``y_embedding`` (under the prompt's token mask), the model is told fps, height and width, and
-:class:`~videosys.models.RectifiedFlow` runs the loop (its shifted timesteps, Euler steps, guidance and
-per-frame mask). Reference frames (an image to animate, a clip to continue) are encoded by the VAE, written
-into the first latent frames and held at timestep 0 through the mask, as the original's mask strategy
-``"0,0,0,0,k"`` does. Caption cleaning (the original's optional ``clean_caption``) is not applied.
+``" aesthetic score: 6.5."``, T5 tokens up to STDiT3's ``model_max_length`` (300), the unconditional
+branch of guidance is the learned null caption ``y_embedding`` (under the prompt's token mask), the model
+is told fps, height and width, and :class:`~videosys.models.RectifiedFlow` runs the loop (its shifted
+timesteps, Euler steps, guidance and per-frame mask). Reference frames (an image to animate, a clip to
+continue) are encoded by the VAE, written into the first latent frames and held at timestep 0 through the
+mask, as the original's mask strategies ``"0,0,0,0,1"`` (image) and ``"0,0,-k,0,k"`` (clip) do. Caption
+cleaning (the original's optional ``clean_caption``) is not applied.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import torch.nn.functional as F
 
 from videosys.core.io import to_uint8_frames
 
-from ..loading import load_backbone
 from .. import opensora_presets as presets
+from ..loading import load_backbone
 from ..schedulers import RectifiedFlow
 from ..text_encoders import encode_texts
 from ..transformers import STDiT3
@@ -128,6 +129,7 @@ class OpenSoraPipeline(Pipeline):
 
     @classmethod
     def check_call(cls, call: dict[str, Any]) -> None:
+        super().check_call(call)
         cls.plan(**call)
 
     @property

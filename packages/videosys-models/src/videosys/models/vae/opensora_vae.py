@@ -25,7 +25,14 @@ from torch import nn
 from ..loading import CheckpointError, check_keys, read_config
 from .temporal_vae import DiagonalGaussian, TemporalVAE, TemporalVAEConfig
 
-__all__ = ["ARCHITECTURE_FILE", "SDXL_VAE_CONFIG", "OpenSoraVAE", "OpenSoraVAEConfig", "SpatialVAE", "read_architecture"]
+__all__ = [
+    "ARCHITECTURE_FILE",
+    "SDXL_VAE_CONFIG",
+    "OpenSoraVAE",
+    "OpenSoraVAEConfig",
+    "SpatialVAE",
+    "read_architecture",
+]
 
 SDXL_VAE_CONFIG: dict[str, Any] = {
     "in_channels": 3,
