@@ -110,11 +110,12 @@ def test_video_extension_keeps_the_last_latent_frames_of_the_clip(pipe):
 
 
 def test_named_sizes_and_durations_resolve_as_open_sora():
-    height, width, frames, sampler = OpenSoraPipeline.plan()
+    height, width, frames, sampler = OpenSoraPipeline.plan({})
     assert (height, width, frames, sampler.num_steps, sampler.guidance_scale) == (480, 854, 51, 30, 7.0)
     timesteps = sampler.timesteps(height=height, width=width, num_frames=frames)
     assert timesteps[:3].tolist() == pytest.approx([1000, 992.9304, 985.4659], abs=1e-4)
-    assert OpenSoraPipeline.plan(resolution="720p", aspect_ratio="1:1", duration="4s")[:3] == (960, 960, 102)
+    named = {"resolution": "720p", "aspect_ratio": "1:1", "duration": "4s"}
+    assert OpenSoraPipeline.plan(named)[:3] == (960, 960, 102)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ cleaning (the original's optional ``clean_caption``) is not applied.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,27 +94,23 @@ class OpenSoraPipeline(Pipeline):
         )
 
     @classmethod
-    def plan(
+    def _plan(
         cls,
         *,
-        resolution: str = "480p",
-        aspect_ratio: str = "9:16",
-        duration: str | int = "2s",
-        height: int | None = None,
-        width: int | None = None,
-        num_frames: int | None = None,
-        num_inference_steps: int = 30,
-        guidance_scale: float = 7.0,
-        image: object = None,
-        video: object = None,
-        keep_frames: int | None = None,
+        resolution: str,
+        aspect_ratio: str,
+        duration: str | int,
+        height: int | None,
+        width: int | None,
+        num_frames: int | None,
+        num_inference_steps: int,
+        guidance_scale: float,
+        image: object,
+        video: object,
+        keep_frames: int | None,
         **_: object,
     ) -> tuple[int, int, int, RectifiedFlow]:
-        """``(height, width, num_frames, sampler)`` of a call, or ValueError naming the bad argument.
-
-        Needs no weights, so the command line checks a request with it before loading (other arguments of
-        the call are ignored here).
-        """
+        """:meth:`plan` of every argument of ``__call__`` (other arguments of the call are ignored here)."""
         if image is not None and video is not None:
             raise ValueError("give image (to animate) or video (to continue), not both")
         if keep_frames is not None and (video is None or keep_frames < 1):
@@ -128,9 +125,17 @@ class OpenSoraPipeline(Pipeline):
         return height, width, frames, sampler
 
     @classmethod
+    def plan(cls, call: dict[str, Any]) -> tuple[int, int, int, RectifiedFlow]:
+        """``(height, width, num_frames, sampler)`` of the call arguments ``call`` (``__call__``'s defaults for
+        the rest), or ValueError naming a bad one. Needs no weights."""
+        parameters = inspect.signature(cls.__call__).parameters.values()
+        defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+        return cls._plan(**{**defaults, **call})
+
+    @classmethod
     def check_call(cls, call: dict[str, Any]) -> None:
         super().check_call(call)
-        cls.plan(**call)
+        cls.plan(call)
 
     @property
     def vae_scale_factor(self) -> int:
@@ -204,7 +209,7 @@ class OpenSoraPipeline(Pipeline):
             raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
         if output_type not in ("frames", "latent", "video"):
             raise ValueError(f"output_type must be 'frames', 'latent' or 'video', got {output_type!r}")
-        height, width, frames, sampler = self.plan(
+        height, width, frames, sampler = self._plan(
             resolution=resolution,
             aspect_ratio=aspect_ratio,
             duration=duration,
