@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from videosys.models.pipelines import IncompleteWeightsError, OpenSoraPipeline
+from videosys.models.pipelines.opensora import frames_to_video
 
 HEIGHT = WIDTH = 16
 FRAMES = 17  # one VAE micro-clip: 5 latent frames
@@ -145,3 +146,17 @@ def test_missing_component_is_named_with_the_layout(opensora_folder, component):
     shutil.rmtree(opensora_folder / component)
     with pytest.raises(IncompleteWeightsError, match=f"missing {component}/; expected the layout of Open-Sora 1.2"):
         OpenSoraPipeline.from_pretrained(opensora_folder)
+
+
+def test_reference_frames_are_scaled_to_cover_and_centre_cropped():
+    """A 32x64 image for a 16x16 video: halved to 16x32, the middle 16 columns kept. Only its middle (columns
+    12..51) is blue, so a crop anywhere else, or a stretch instead of a crop, would bring red in."""
+    image = np.zeros((32, 64, 3), dtype=np.uint8)
+    image[..., 0] = 255
+    image[:, 12:52] = (0, 0, 255)
+    video = frames_to_video(image, 16, 16)
+    assert video.shape == (1, 3, 1, 16, 16)
+    blue = torch.tensor([-1.0, -1.0, 1.0]).reshape(1, 3, 1, 1, 1).expand_as(video)
+    torch.testing.assert_close(video, blue, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"reference frames must be uint8 \(H, W, 3\) or \(T, H, W, 3\)"):
+        frames_to_video(image.astype(np.float32), 16, 16)
