@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--image", type=Path, help="animate this image: it becomes the first frame (Open-Sora)")
     gen.add_argument("--video", type=Path, help="continue this clip: its last frames begin the video (Open-Sora)")
     gen.add_argument("--keep-frames", type=int, help="with --video: latent frames of the clip to keep (default: all)")
-    gen.add_argument("--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA, fp32 on CPU")
+    gen.add_argument("--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA (Open-Sora: bf16), fp32 on CPU")
     gen.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu, cuda or cuda:N")
     gen.add_argument("--pab", action="store_true", help="Pyramid Attention Broadcast with the model's defaults")
     gen.add_argument("--pab-config", type=Path, help="PAB settings from a JSON file (implies --pab)")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .registry import DEFAULT_MODEL, ModelSpec, get_model, list_models
+from .registry import DEFAULT_MODEL, MODELS, ModelSpec, get_model, list_models
 
 __all__ = [
     "DTYPES",
@@ -164,8 +164,6 @@ MODEL_OPTIONS = {
 
 
 def _check_model_options(args: argparse.Namespace, spec: ModelSpec) -> None:
-    from .registry import MODELS
-
     for option, attribute in MODEL_OPTIONS.items():
         if getattr(args, attribute) is not None and option not in spec.options:
             takers = [name for name, other in sorted(MODELS.items()) if option in other.options] or ["none"]

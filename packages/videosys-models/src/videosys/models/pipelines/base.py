@@ -95,6 +95,8 @@ class Pipeline(ABC):
     """The published folder this pipeline reads (e.g. ``"maxin-cn/Latte-1"``), named in errors."""
     COMPONENTS: ClassVar[tuple[Component, ...]]
     """The entries of the official folder, in the order they are described."""
+    CUDA_DTYPE: ClassVar[torch.dtype] = torch.float16
+    """The dtype on CUDA when the caller names none (float32 elsewhere)."""
 
     transformer: nn.Module
     scheduler: Any
@@ -127,13 +129,14 @@ class Pipeline(ABC):
         allow_bin: bool = False,
         **options: Any,
     ) -> PipelineT:
-        """Check the folder, then build the pipeline from it on ``device`` (``dtype``: fp16 on CUDA, else fp32).
+        """Check the folder, then build the pipeline from it on ``device`` (``dtype``: :attr:`CUDA_DTYPE` on CUDA,
+        else fp32).
 
         Nothing is fetched from a model hub: every component is read from ``path`` with ``local_files_only``.
         Safetensors weights are required unless ``allow_bin=True``. ``options`` are the subclass's own.
         """
         root = cls.check_folder(path)
-        dtype = dtype or (torch.float16 if torch.device(device).type == "cuda" else torch.float32)
+        dtype = dtype or (cls.CUDA_DTYPE if torch.device(device).type == "cuda" else torch.float32)
         return cls.load(root, device=torch.device(device), dtype=dtype, allow_bin=allow_bin, **options)
 
     @classmethod
