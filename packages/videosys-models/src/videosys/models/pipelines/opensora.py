@@ -65,7 +65,7 @@ class OpenSoraPipeline(Pipeline):
 
     fps = presets.VIDEO_FPS
     CUDA_DTYPE = torch.bfloat16  # as the original samples; T5 v1.1 XXL overflows in float16
-    OFFICIAL = "Open-Sora 1.2 (hpcai-tech/OpenSora-STDiT-v3, hpcai-tech/OpenSora-VAE-v1.2, DeepFloyd/t5-v1_1-xxl)"
+    OFFICIAL = "Open-Sora 1.2"
     COMPONENTS = (
         Component("transformer", "config.json", "STDiT3, hpcai-tech/OpenSora-STDiT-v3"),
         Component("vae", "config.json", "VAE 1.2, hpcai-tech/OpenSora-VAE-v1.2"),
