@@ -33,6 +33,7 @@ from .sampling import make_generator, random_latents
 
 __all__ = ["OpenSoraPipeline", "frames_to_video"]
 
+
 def frames_to_video(frames: np.ndarray | torch.Tensor, height: int, width: int) -> torch.Tensor:
     """uint8 frames ``(T, H, W, 3)`` (or one image ``(H, W, 3)``) as a ``(1, 3, T, height, width)`` video in [-1, 1].
 
@@ -163,7 +164,12 @@ class OpenSoraPipeline(Pipeline):
         return torch.cat([features, null]), mask.repeat(2, 1)
 
     def _reference_latents(
-        self, frames: np.ndarray | torch.Tensor, height: int, width: int, keep: int | None, generator
+        self,
+        frames: np.ndarray | torch.Tensor,
+        height: int,
+        width: int,
+        keep: int | None,
+        generator: torch.Generator | None,
     ) -> torch.Tensor:
         """VAE latents ``(1, C, k, h, w)`` of the last ``keep`` latent frames of the reference (all if None)."""
         video = frames_to_video(frames, height, width).to(device=self.device, dtype=self.vae_dtype)
