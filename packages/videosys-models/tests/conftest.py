@@ -196,3 +196,48 @@ def dit_folder(tmp_path):
 def dit_256_folder(tmp_path):
     """A tiny DiT with DiT-XL/2-256's latent size (32), so the registry accepts it as dit-xl-2-256."""
     return save_dit_folder(tmp_path / "dit256", sample_size=32)
+
+
+OPENSORA_FIXTURES = Path(__file__).parent / "fixtures" / "opensora"
+
+
+OPENSORA_DEPTH = 5
+"""Block pairs of the tiny Open-Sora folder: Open-Sora's PAB defaults reuse the MLPs of blocks 0-4."""
+
+
+def deepen_stdit3(folder: Path, depth: int) -> None:
+    """Grow the official-layout STDiT3 in ``folder`` to ``depth`` block pairs, block ``i`` a copy of ``i % depth0``."""
+    import re
+
+    from safetensors.torch import load_file, save_file
+
+    config = json.loads((folder / "config.json").read_text())
+    weights = load_file(folder / "model.safetensors")
+    pattern = re.compile(r"^(spatial|temporal)_blocks\.(\d+)\.(.*)$")
+    for key, value in list(weights.items()):
+        match = pattern.match(key)
+        if match:
+            kind, index, rest = match.group(1), int(match.group(2)), match.group(3)
+            for new in range(config["depth"] + index, depth, config["depth"]):
+                weights[f"{kind}_blocks.{new}.{rest}"] = value.clone()
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps({**config, "depth": depth}))
+
+
+@pytest.fixture
+def opensora_folder(tmp_path):
+    """A complete tiny Open-Sora 1.2 folder: the golden STDiT3 (grown to :data:`OPENSORA_DEPTH` block pairs) and
+    VAE fixture folders in their official layouts, and a tiny T5 as wide as STDiT3's caption channels."""
+    import shutil
+
+    root = tmp_path / "opensora"
+    shutil.copytree(OPENSORA_FIXTURES / "stdit3", root / "transformer", ignore=shutil.ignore_patterns("*.md"))
+    deepen_stdit3(root / "transformer", OPENSORA_DEPTH)
+    shutil.copytree(
+        OPENSORA_FIXTURES / "vae", root / "vae", ignore=shutil.ignore_patterns("*.md", "io.safetensors")
+    )
+    caption_channels = json.loads((root / "transformer" / "config.json").read_text())["caption_channels"]
+    tokenizer = tiny_tokenizer()
+    tiny_t5(len(tokenizer), caption_channels).save_pretrained(root / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(root / "tokenizer")
+    return root

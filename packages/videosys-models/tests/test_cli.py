@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import imageio.v3 as iio
@@ -72,7 +73,7 @@ BAD_OPTIONS = [
     (["--frames", "0"], "--frames 0: expected at least 1 frame"),
     (["--frames", "-3"], "--frames -3: expected at least 1 frame"),
     (["--steps", "0"], "--steps 0: expected at least 1 denoising step"),
-    (["--model", "sora"], "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte"),
+    (["--model", "sora"], "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2"),
     (["--resolution", "big"], "--resolution 'big': expected SIZE or WIDTHxHEIGHT"),
     (["--cfg", "-1"], "--cfg -1.0: expected a guidance scale >= 0"),
     (["--class", "tench"], "--class is for class-conditional models; latte takes --prompt"),
@@ -155,3 +156,74 @@ def test_version(capsys):
 
     code, stdout, _ = run(capsys, "--version")
     assert code == 0 and stdout.strip() == f"videosys {__version__} (videosys-models)"
+
+
+OPENSORA_SMALL = ["--model", "opensora-1.2", "--prompt", "a cat runs", "--resolution", "16x16", "--frames", "17",
+                  "--steps", "2"]  # fmt: skip
+
+
+def test_opensora_video_end_to_end_with_pab(opensora_folder, tmp_path, capfd):
+    """17 frames at 16x16 (one VAE micro-clip), stderr only the progress bar. PAB's defaults apply: at 16x16
+    the timestep shift pulls the 20 steps below 450 but for step 1 (t = 571, in every window, count 1): spatial,
+    temporal and cross attention reuse there, 5 + 5 + 10 calls; the MLP reuse of blocks 0-4 adds more."""
+    out = tmp_path / "cat.gif"
+    argv = ["generate", *OPENSORA_SMALL, "--weights", opensora_folder, "--out", out, "--pab", "--steps", "20"]
+    code, stdout, stderr = run(capfd, *argv)
+    assert code == 0, stderr
+    assert load_video(out).shape == (17, 16, 16, 3)
+    saved = re.search(r"20 steps, PAB saved (\d+) of \d+ attention/MLP branch calls", stdout)
+    assert saved and int(saved.group(1)) >= 20, stdout
+    progress = [part for part in stderr.replace("\r", "\n").splitlines() if part.strip()]
+    assert progress and all(part.startswith("rectified flow: ") for part in progress), stderr
+
+
+def test_opensora_animates_an_image_and_continues_a_clip(opensora_folder, tmp_path, capsys):
+    image, clip = tmp_path / "first.png", tmp_path / "clip.gif"
+    iio.imwrite(image, (torch.rand(24, 20, 3) * 255).to(torch.uint8).numpy())
+    base = ["generate", *OPENSORA_SMALL, "--weights", opensora_folder]
+    assert run(capsys, *base, "--image", image, "--out", clip)[0] == 0
+    assert load_video(clip).shape == (17, 16, 16, 3)
+    out = tmp_path / "more.gif"
+    assert run(capsys, *base, "--video", clip, "--keep-frames", "2", "--out", out)[0] == 0
+    assert load_video(out).shape == (17, 16, 16, 3)
+
+
+OPENSORA_BAD_OPTIONS = [
+    (["--resolution", "999p"], "--resolution '999p': expected one of 144p, 240p, 360p, 480p, 720p or SIZE"),
+    (["--aspect-ratio", "7:5"], "unknown aspect ratio '7:5' (height:width); expected one of 3:8"),
+    (["--resolution", "64x48", "--aspect-ratio", "1:1"], "--aspect-ratio goes with a named --resolution"),
+    (["--duration", "3s"], "unknown duration '3s'; expected a frame count or one of 2s"),
+    (["--frames", "9"], "num_frames == 1 or >= 17"),
+    (["--frames", "17", "--duration", "2s"], "--frames and --duration exclude each other"),
+    (["--image", "missing.png"], "--image missing.png: cannot read it as an image"),
+    (["--video", "missing.gif"], "--video missing.gif: cannot read it as a video"),
+    (["--keep-frames", "2"], "--keep-frames 2: expected a count >= 1 of latent frames, with --video"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), OPENSORA_BAD_OPTIONS)
+def test_opensora_bad_options_fail_in_one_line_before_loading(opensora_folder, capsys, monkeypatch, options, message):
+    monkeypatch.setattr(registry, "load", lambda *a, **k: pytest.fail("weights were loaded before validation"))
+    argv = ["generate", "--model", "opensora-1.2", "--weights", opensora_folder, "--prompt", "a cat", *options]
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert message in one_error_line(err)
+
+
+def test_image_and_video_with_both_or_with_a_model_without_them(opensora_folder, latte_folder, tmp_path, capsys):
+    image = tmp_path / "first.png"
+    iio.imwrite(image, torch.zeros(16, 16, 3, dtype=torch.uint8).numpy())
+    code, _, err = run(capsys, "generate", "--model", "latte", "--weights", latte_folder, "--prompt", "x",
+                       "--image", image)  # fmt: skip
+    assert code == 1 and "--image does not apply to latte; models that take it: opensora-1.2" in one_error_line(err)
+    code, _, err = run(capsys, "generate", "--model", "opensora-1.2", "--weights", opensora_folder, "--prompt", "x",
+                       "--image", image, "--video", image)  # fmt: skip
+    assert code == 1 and "--image and --video exclude each other" in one_error_line(err)
+
+
+def test_models_lists_opensora(capsys):
+    code, stdout, _ = run(capsys, "models")
+    assert code == 0 and "opensora-1.2  (text-to-video)" in stdout
+    assert "defaults: resolution 480p, aspect ratio 9:16, duration 2s, steps 30, cfg 7.0" in stdout
+    assert "PAB: spatial every 2 in (450, 930), temporal every 4 in (450, 930), cross every 6 in (450, 930)" in stdout
+    assert "transformer/ (STDiT3, hpcai-tech/OpenSora-STDiT-v3), vae/ (VAE 1.2" in stdout

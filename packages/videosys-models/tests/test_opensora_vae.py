@@ -152,3 +152,18 @@ def test_config_fields_are_required_and_null_micro_frames_mean_whole_videos(tmp_
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="lacks shift"):
         load(folder)
+
+
+def test_architecture_file_gives_the_shapes_of_an_unpublished_vae(io, tmp_path):
+    """The fixture folder's architecture.json alone (no keywords) builds the model the keywords build, which
+    decodes as the original; a key the original VAE_Temporal does not take is named."""
+    with torch.no_grad():
+        decoded = OpenSoraVAE.from_pretrained(FIXTURE).decode(io["latents"], num_frames=20)
+    torch.testing.assert_close(decoded, io["decoded"], rtol=1e-5, atol=1e-5)
+    folder = tmp_path / "vae"
+    shutil.copytree(FIXTURE, folder)
+    arch = json.loads((folder / "architecture.json").read_text())
+    arch["temporal"]["kernel"] = 3
+    (folder / "architecture.json").write_text(json.dumps(arch))
+    with pytest.raises(CheckpointError, match=r"architecture.json: unknown temporal VAE keys \['kernel'\]"):
+        OpenSoraVAE.from_pretrained(folder)

@@ -13,7 +13,7 @@ from videosys.models import LATTE_PAB, OPENSORA_PAB, UnknownModelError, get_mode
 
 
 def test_registry_names_and_defaults():
-    assert list_models() == ["dit", "dit-xl-2-256", "dit-xl-2-512", "latte"]
+    assert list_models() == ["dit", "dit-xl-2-256", "dit-xl-2-512", "latte", "opensora-1.2"]
     latte = get_model("Latte")
     assert dict(latte.defaults) == {
         "num_frames": 16,
@@ -25,10 +25,19 @@ def test_registry_names_and_defaults():
     assert latte.pipeline_class().__name__ == "LattePipeline"
     assert get_model("dit-xl-2-512").sample_size == 64
     assert get_model("dit").sample_size is None  # any size: the folders videosys-train-export writes
+    opensora = get_model("opensora-1.2")
+    assert opensora.pipeline_class().__name__ == "OpenSoraPipeline" and opensora.pab is OPENSORA_PAB
+    assert dict(opensora.defaults) == {  # REFERENCES: 480p 9:16, 2 s = 51 frames, 30 rflow steps, cfg 7.0
+        "resolution": "480p",
+        "aspect_ratio": "9:16",
+        "duration": "2s",
+        "num_inference_steps": 30,
+        "guidance_scale": 7.0,
+    }
 
 
 def test_unknown_model_lists_known_ones():
-    expected = "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte"
+    expected = "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2"
     with pytest.raises(UnknownModelError, match=expected):
         get_model("sora")
 

@@ -51,8 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the model's)")
     gen.add_argument("--seed", type=int, default=0, help="noise seed; the same seed gives the same video on any device")
     gen.add_argument("--frames", type=int, help="frames (text-to-video models; default: the model's)")
-    gen.add_argument("--resolution", help="SIZE or WIDTHxHEIGHT in pixels (text-to-video models)")
-    gen.add_argument("--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA, fp32 on CPU")
+    gen.add_argument(
+        "--resolution", help="SIZE or WIDTHxHEIGHT in pixels, or a named size (144p..720p) where the model has them"
+    )
+    gen.add_argument("--aspect-ratio", help="height:width with a named --resolution, e.g. 9:16 (Open-Sora)")
+    gen.add_argument("--duration", help="named length, e.g. 2s = 51 frames at 24 fps (Open-Sora)")
+    gen.add_argument("--image", type=Path, help="animate this image: it becomes the first frame (Open-Sora)")
+    gen.add_argument("--video", type=Path, help="continue this clip: its last frames begin the video (Open-Sora)")
+    gen.add_argument("--keep-frames", type=int, help="with --video: latent frames of the clip to keep (default: all)")
+    gen.add_argument("--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA (Open-Sora: bf16), fp32 on CPU")
     gen.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu, cuda or cuda:N")
     gen.add_argument("--pab", action="store_true", help="Pyramid Attention Broadcast with the model's defaults")
     gen.add_argument("--pab-config", type=Path, help="PAB settings from a JSON file (implies --pab)")
@@ -94,7 +101,14 @@ def describe_pab(config: Any) -> str:
 
 def describe_model(spec: ModelSpec) -> list[str]:
     """The lines ``videosys models`` prints for one model."""
-    names = {"num_inference_steps": "steps", "guidance_scale": "cfg", "num_frames": "frames"}
+    names = {
+        "num_inference_steps": "steps",
+        "guidance_scale": "cfg",
+        "num_frames": "frames",
+        "resolution": "resolution",
+        "aspect_ratio": "aspect ratio",
+        "duration": "duration",
+    }
     defaults = [f"{names[k]} {v}" for k, v in spec.defaults.items() if k in names]
     if "height" in spec.defaults:
         defaults.append(f"resolution {spec.defaults['width']}x{spec.defaults['height']}")

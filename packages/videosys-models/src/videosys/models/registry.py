@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from videosys.pab import PABConfig
 
-from .pab_defaults import LATTE_PAB
+from .pab_defaults import LATTE_PAB, OPENSORA_PAB
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "UnknownModelError", "get_model", "list_models", "load"]
 
@@ -33,6 +33,9 @@ class ModelSpec:
     pab: PABConfig | None = None
     sample_size: int | None = None
     """The latent size the checkpoint must have (tells DiT 256 from 512)."""
+    options: tuple[str, ...] = ()
+    """``videosys generate`` options only this model takes (``--image``, ``--duration``, ...); a named
+    ``--resolution`` such as ``480p`` is accepted when ``"resolution"`` is among :attr:`defaults`."""
 
     def pipeline_class(self) -> type:
         module, name = self.pipeline.split(":")
@@ -49,6 +52,21 @@ MODELS: dict[str, ModelSpec] = {
             description="Latte-1 (maxin-cn/Latte-1 folder layout), T5 text encoder, DDIM",
             defaults={"num_frames": 16, "height": 512, "width": 512, "num_inference_steps": 50, "guidance_scale": 7.5},
             pab=LATTE_PAB,
+        ),
+        ModelSpec(
+            name="opensora-1.2",
+            task="text-to-video",
+            pipeline="videosys.models.pipelines.opensora:OpenSoraPipeline",
+            description="Open-Sora 1.2: STDiT3, VAE 1.2, T5, rectified flow; text, image or clip to video",
+            defaults={
+                "resolution": "480p",
+                "aspect_ratio": "9:16",
+                "duration": "2s",
+                "num_inference_steps": 30,
+                "guidance_scale": 7.0,
+            },
+            pab=OPENSORA_PAB,
+            options=("aspect-ratio", "duration", "image", "video", "keep-frames"),
         ),
         ModelSpec(
             name="dit-xl-2-256",
@@ -99,8 +117,8 @@ def load(name: str, path: str | os.PathLike, **kwargs: Any) -> Any:
     """Load the pipeline of model ``name`` from the checkpoint folder ``path`` (kwargs: device, dtype, ...)."""
     spec = get_model(name)
     pipeline = spec.pipeline_class().from_pretrained(path, **kwargs)
-    size = pipeline.transformer.sample_size
-    if spec.sample_size is not None and size != spec.sample_size:
+    size = pipeline.transformer.sample_size if spec.sample_size is not None else None
+    if size != spec.sample_size:
         matching = [n for n, s in MODELS.items() if s.sample_size == size] or ["none is registered"]
         raise ValueError(
             f"{path} holds a model with latent size {size}, but {spec.name} has latent size {spec.sample_size}; "

@@ -14,11 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from .registry import DEFAULT_MODEL, ModelSpec, get_model, list_models
+from .registry import DEFAULT_MODEL, MODELS, ModelSpec, get_model, list_models
 
-__all__ = ["DTYPES", "Request", "UsageError", "check_device", "parse_resolution", "read_pab_config", "validate"]
+__all__ = [
+    "DTYPES",
+    "MODEL_OPTIONS",
+    "Request",
+    "UsageError",
+    "check_device",
+    "parse_resolution",
+    "read_clip",
+    "read_image",
+    "read_pab_config",
+    "validate",
+]
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -141,6 +153,79 @@ def _condition(args: argparse.Namespace, spec: ModelSpec) -> str | int:
     return int(label) if label.isdigit() else label
 
 
+MODEL_OPTIONS = {
+    "aspect-ratio": "aspect_ratio",
+    "duration": "duration",
+    "image": "image",
+    "video": "video",
+    "keep-frames": "keep_frames",
+}
+"""Options only some models take (:attr:`ModelSpec.options`), with their ``argparse`` attribute names."""
+
+
+def _check_model_options(args: argparse.Namespace, spec: ModelSpec) -> None:
+    for option, attribute in MODEL_OPTIONS.items():
+        if getattr(args, attribute) is not None and option not in spec.options:
+            takers = [name for name, other in sorted(MODELS.items()) if option in other.options] or ["none"]
+            raise UsageError(f"--{option} does not apply to {spec.name}; models that take it: {', '.join(takers)}")
+
+
+def _resolution(text: str, spec: ModelSpec) -> dict[str, Any]:
+    """Call arguments of ``--resolution``: a named one (``480p``) where the model has them, else pixels."""
+    if "resolution" not in spec.defaults:
+        height, width = parse_resolution(text)
+        return {"height": height, "width": width}
+    from .opensora_presets import RESOLUTIONS
+
+    if text in RESOLUTIONS:
+        return {"resolution": text}
+    try:
+        height, width = parse_resolution(text)
+    except UsageError:
+        raise UsageError(
+            f"--resolution {text!r}: expected one of {', '.join(RESOLUTIONS)} or SIZE or WIDTHxHEIGHT in pixels"
+        ) from None
+    return {"height": height, "width": width}
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 ``(H, W, 3)`` (grey and RGBA converted), or :class:`UsageError` naming it."""
+    import imageio.v3 as iio
+
+    try:
+        image = np.asarray(iio.imread(path))
+    except Exception as err:  # imageio raises many types for unreadable files
+        raise UsageError(f"--image {path}: cannot read it as an image ({err})") from err
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise UsageError(f"--image {path}: expected an 8-bit RGB, RGBA or grey image, got {image.dtype} {image.shape}")
+    return image[..., :3]
+
+
+def read_clip(path: Path) -> np.ndarray:
+    """A video file as uint8 ``(T, H, W, 3)``, or :class:`UsageError` naming it."""
+    from videosys.core.io import load_video
+
+    try:
+        return load_video(path)
+    except Exception as err:  # missing file, unknown container, no ffmpeg plugin
+        raise UsageError(f"--video {path}: cannot read it as a video ({err})") from err
+
+
+def _reference(args: argparse.Namespace) -> dict[str, Any]:
+    """Call arguments of ``--image`` / ``--video`` / ``--keep-frames``, files read (and so checked) here."""
+    if args.image is not None and args.video is not None:
+        raise UsageError("--image and --video exclude each other: animate an image or continue a clip")
+    if args.keep_frames is not None and (args.video is None or args.keep_frames < 1):
+        raise UsageError(f"--keep-frames {args.keep_frames}: expected a count >= 1 of latent frames, with --video")
+    if args.image is not None:
+        return {"image": read_image(args.image)}
+    if args.video is not None:
+        return {"video": read_clip(args.video), "keep_frames": args.keep_frames}
+    return {}
+
+
 def _call(args: argparse.Namespace, spec: ModelSpec) -> dict[str, Any]:
     call = dict(spec.defaults)
     if args.steps is not None:
@@ -151,15 +236,29 @@ def _call(args: argparse.Namespace, spec: ModelSpec) -> dict[str, Any]:
         if args.cfg < 0:
             raise UsageError(f"--cfg {args.cfg}: expected a guidance scale >= 0 (1 or less turns guidance off)")
         call["guidance_scale"] = args.cfg
+    _check_model_options(args, spec)
     if spec.task == "text-to-video":
         if args.frames is not None:
             if args.frames < 1:
                 raise UsageError(f"--frames {args.frames}: expected at least 1 frame")
+            if args.duration is not None:
+                raise UsageError("--frames and --duration exclude each other: give the length once")
             call["num_frames"] = args.frames
         if args.resolution is not None:
-            call["height"], call["width"] = parse_resolution(args.resolution)
+            call.update(_resolution(args.resolution, spec))
+        if args.aspect_ratio is not None:
+            if "height" in call and "resolution" in spec.defaults:
+                raise UsageError("--aspect-ratio goes with a named --resolution (480p), not with pixel sizes")
+            call["aspect_ratio"] = args.aspect_ratio
+        if args.duration is not None:
+            call["duration"] = args.duration
+        call.update(_reference(args))
     elif args.frames is not None or args.resolution is not None:
         raise UsageError(f"--frames/--resolution do not apply to {spec.name}: its image size is its checkpoint's")
+    try:
+        spec.pipeline_class().check_call(call)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
     call["seed"] = args.seed
     return call
 

@@ -3,5 +3,14 @@
 from .base import Component, FrameCondition, IncompleteWeightsError, Pipeline
 from .dit import DiTPipeline
 from .latte import LattePipeline
+from .opensora import OpenSoraPipeline
 
-__all__ = ["Component", "DiTPipeline", "FrameCondition", "IncompleteWeightsError", "LattePipeline", "Pipeline"]
+__all__ = [
+    "Component",
+    "DiTPipeline",
+    "FrameCondition",
+    "IncompleteWeightsError",
+    "LattePipeline",
+    "OpenSoraPipeline",
+    "Pipeline",
+]

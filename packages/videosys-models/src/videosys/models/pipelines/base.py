@@ -10,6 +10,7 @@ per-frame mask).
 
 from __future__ import annotations
 
+import inspect
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -94,6 +95,8 @@ class Pipeline(ABC):
     """The published folder this pipeline reads (e.g. ``"maxin-cn/Latte-1"``), named in errors."""
     COMPONENTS: ClassVar[tuple[Component, ...]]
     """The entries of the official folder, in the order they are described."""
+    CUDA_DTYPE: ClassVar[torch.dtype] = torch.float16
+    """The dtype on CUDA when the caller names none (float32 elsewhere)."""
 
     transformer: nn.Module
     scheduler: Any
@@ -126,13 +129,14 @@ class Pipeline(ABC):
         allow_bin: bool = False,
         **options: Any,
     ) -> PipelineT:
-        """Check the folder, then build the pipeline from it on ``device`` (``dtype``: fp16 on CUDA, else fp32).
+        """Check the folder, then build the pipeline from it on ``device`` (``dtype``: :attr:`CUDA_DTYPE` on CUDA,
+        else fp32).
 
         Nothing is fetched from a model hub: every component is read from ``path`` with ``local_files_only``.
         Safetensors weights are required unless ``allow_bin=True``. ``options`` are the subclass's own.
         """
         root = cls.check_folder(path)
-        dtype = dtype or (torch.float16 if torch.device(device).type == "cuda" else torch.float32)
+        dtype = dtype or (cls.CUDA_DTYPE if torch.device(device).type == "cuda" else torch.float32)
         return cls.load(root, device=torch.device(device), dtype=dtype, allow_bin=allow_bin, **options)
 
     @classmethod
@@ -141,6 +145,17 @@ class Pipeline(ABC):
         cls: type[PipelineT], root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool, **options: Any
     ) -> PipelineT:
         """Build the pipeline from a checked folder."""
+
+    @classmethod
+    def check_call(cls, call: dict[str, Any]) -> None:
+        """Raise ValueError for call arguments that are wrong whatever the weights, before any are loaded.
+
+        The command line runs it on a request. Here: arguments the pipeline's ``__call__`` does not take;
+        pipelines with arguments that need more (Open-Sora's named sizes and lengths) extend it.
+        """
+        unknown = sorted(set(call) - set(inspect.signature(cls.__call__).parameters))
+        if unknown:
+            raise ValueError(f"{cls.__name__} takes no argument {', '.join(unknown)}")
 
     @property
     def device(self) -> torch.device:

@@ -12,6 +12,7 @@ keys ``spatial_vae.module.*`` and ``temporal_vae.*``): see :meth:`OpenSoraVAE.fr
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,14 @@ from torch import nn
 from ..loading import CheckpointError, check_keys, read_config
 from .temporal_vae import DiagonalGaussian, TemporalVAE, TemporalVAEConfig
 
-__all__ = ["SDXL_VAE_CONFIG", "OpenSoraVAE", "OpenSoraVAEConfig", "SpatialVAE"]
+__all__ = [
+    "ARCHITECTURE_FILE",
+    "SDXL_VAE_CONFIG",
+    "OpenSoraVAE",
+    "OpenSoraVAEConfig",
+    "SpatialVAE",
+    "read_architecture",
+]
 
 SDXL_VAE_CONFIG: dict[str, Any] = {
     "in_channels": 3,
@@ -47,6 +55,41 @@ SPATIAL_SCALE = 0.18215
 """Factor on the 2-D latents: SD 1.5's, kept by Open-Sora 1.2 for the SDXL VAE (their issue #493); not SDXL's."""
 
 CONFIG_TYPE = "VideoAutoencoderPipeline"
+
+ARCHITECTURE_FILE = "architecture.json"
+"""Optional file beside ``config.json`` giving the shapes of a VAE that is not the published one (tiny or
+retrained): ``{"vae_2d": <diffusers AutoencoderKL config>, "temporal": <VAE_Temporal_SD keyword arguments>}``."""
+
+_TEMPORAL_NAMES = {
+    "in_out_channels": "channels",
+    "embed_dim": "latent_channels",
+    "filters": "filters",
+    "num_res_blocks": "num_res_blocks",
+    "channel_multipliers": "channel_multipliers",
+    "temporal_downsample": "temporal_downsample",
+    "num_groups": "num_groups",
+}
+"""The original ``VAE_Temporal`` keyword names to :class:`TemporalVAEConfig` fields."""
+
+
+def read_architecture(folder: str | os.PathLike) -> tuple[dict[str, Any] | None, TemporalVAEConfig | None]:
+    """``(vae_2d, temporal)`` from the folder's :data:`ARCHITECTURE_FILE`, or ``(None, None)`` without one."""
+    path = Path(folder) / ARCHITECTURE_FILE
+    if not path.is_file():
+        return None, None
+    arch = json.loads(path.read_text())
+    temporal = arch.get("temporal")
+    if temporal is None:
+        return arch.get("vae_2d"), None
+    if temporal.get("latent_embed_dim", temporal.get("embed_dim")) != temporal.get("embed_dim"):
+        raise CheckpointError(f"{path}: latent_embed_dim must equal embed_dim (the published VAE's layout)")
+    unknown = sorted(set(temporal) - set(_TEMPORAL_NAMES) - {"latent_embed_dim"})
+    if unknown:
+        raise CheckpointError(f"{path}: unknown temporal VAE keys {unknown}; expected {sorted(_TEMPORAL_NAMES)}")
+    fields = {
+        _TEMPORAL_NAMES[k]: tuple(v) if isinstance(v, list) else v for k, v in temporal.items() if k in _TEMPORAL_NAMES
+    }
+    return arch.get("vae_2d"), TemporalVAEConfig(**fields)
 
 
 @dataclass(frozen=True)
@@ -203,7 +246,8 @@ class OpenSoraVAE(nn.Module):
 
         Its ``config.json`` gives ``micro_frame_size`` (null: whole videos), ``shift`` and ``scale``; it
         names the 2-D VAE only by hub id and the temporal VAE by type, so their shapes are the published
-        ones unless ``vae_2d`` / ``temporal`` say otherwise (tiny test models). Missing, unexpected or
+        ones unless ``vae_2d`` / ``temporal`` or the folder's :data:`ARCHITECTURE_FILE` say otherwise (tiny
+        test models; the arguments win over the file). Missing, unexpected or
         wrongly shaped weights raise :class:`~videosys.models.loading.CheckpointError` naming them.
         ``shift``/``scale`` copies in the weights file, if any, must agree with the config.
         """
@@ -220,9 +264,10 @@ class OpenSoraVAE(nn.Module):
             raise CheckpointError(
                 f"{folder}/config.json lacks {', '.join(absent)} (an OpenSora-VAE-v1.2 config.json has them)"
             )
+        stored_2d, stored_temporal = read_architecture(folder)
         config = OpenSoraVAEConfig(
-            vae_2d=dict(vae_2d or SDXL_VAE_CONFIG),
-            temporal=temporal or TemporalVAEConfig(),
+            vae_2d=dict(vae_2d or stored_2d or SDXL_VAE_CONFIG),
+            temporal=temporal or stored_temporal or TemporalVAEConfig(),
             micro_frame_size=meta["micro_frame_size"],
             micro_batch_size=micro_batch_size,
             shift=tuple(float(v) for v in meta["shift"]),
