@@ -56,6 +56,8 @@ class SyntheticConfig:
     num_videos: int = 32
     frames: int = 16
     size: int = 32
+    held_out: list[str] = field(default_factory=list)
+    """``"colour shape direction"`` combinations no clip shows (e.g. ``"green triangle up"``)."""
 
 
 @dataclass
@@ -280,6 +282,14 @@ def validate(config: TrainConfig, world_size: int, device: str) -> None:
     )
     data = config.data
     _check(data.csv is not None, "data.csv is not set: give the path of a path,caption CSV")
+    if data.synthetic is not None:
+        from .data.synthetic import parse_combination
+
+        for combination in data.synthetic.held_out:
+            try:
+                parse_combination(combination)
+            except ValueError as err:
+                raise ConfigError(f"data.synthetic.held_out: {err}") from None
     if not Path(data.csv).is_file():
         _check(
             data.synthetic is not None and not data.precomputed,
