@@ -14,7 +14,7 @@ from videosys.models.cli import main
 
 
 def test_registry_names_and_defaults():
-    assert list_models() == ["dit-xl-2-256", "dit-xl-2-512", "latte"]
+    assert list_models() == ["dit-xl-2-256", "dit-xl-2-512", "latte", "videosys-tiny"]
     latte = get_model("Latte")
     assert dict(latte.defaults) == {
         "num_frames": 16,

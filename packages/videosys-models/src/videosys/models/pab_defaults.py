@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LATTE_PAB", "AttentionBroadcast", "MLPReuse", "PABDefaults"]
+__all__ = ["EMBEDDED_PAB", "LATTE_PAB", "AttentionBroadcast", "MLPReuse", "PABDefaults"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,11 @@ LATTE_PAB = PABDefaults(
 )
 """Latte-1: spatial 2 / temporal 3 / cross 6 on (100, 800); MLP of layers 0-4 reused for 2 steps after the
 steps at timesteps 720, 640, 560, 480, 400 of the 50-step DDIM loop (positions 0.26, 0.34, 0.42, 0.50, 0.58)."""
+
+EMBEDDED_PAB = PABDefaults(
+    spatial=AttentionBroadcast(interval=2, window=(100, 800)),
+    temporal=AttentionBroadcast(interval=3, window=(100, 800)),
+    cross=AttentionBroadcast(interval=4, window=(100, 800)),
+)
+"""videosys-tiny (20 trailing DDIM steps): spatial 2 / temporal 3 / cross 4 on (100, 800), no MLP reuse;
+measured in ``benchmarks/embedded_model.py`` (speed and PSNR against the clip without PAB)."""

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .pab_defaults import LATTE_PAB, PABDefaults
+from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, PABDefaults
 
 __all__ = ["MODELS", "ModelSpec", "UnknownModelError", "get_model", "list_models", "load"]
 
@@ -31,6 +31,8 @@ class ModelSpec:
     pab: PABDefaults | None = None
     sample_size: int | None = None
     """The latent size the checkpoint must have (tells DiT 256 from 512)."""
+    bundled: bool = False
+    """Its weights ship inside videosys-models, so :func:`load` needs no path."""
 
     def pipeline_class(self) -> type:
         module, name = self.pipeline.split(":")
@@ -40,6 +42,15 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
+        ModelSpec(
+            name="videosys-tiny",
+            task="text-to-video",
+            pipeline="videosys.models.embedded:EmbeddedPipeline",
+            description="embedded: a small Latte for moving-shape prompts (8x24x24 RGB), no download; undertrained",
+            defaults={"num_inference_steps": 20},
+            pab=EMBEDDED_PAB,
+            bundled=True,
+        ),
         ModelSpec(
             name="latte",
             task="text-to-video",
@@ -81,9 +92,15 @@ def get_model(name: str) -> ModelSpec:
     return spec
 
 
-def load(name: str, path: str | os.PathLike, **kwargs: Any) -> Any:
-    """Load the pipeline of model ``name`` from the checkpoint folder ``path`` (kwargs: device, dtype, ...)."""
+def load(name: str, path: str | os.PathLike | None = None, **kwargs: Any) -> Any:
+    """Load the pipeline of model ``name`` from the checkpoint folder ``path`` (kwargs: device, dtype, ...).
+
+    ``path`` may be omitted only for a model whose weights ship with the package (``videosys-tiny``).
+    """
     spec = get_model(name)
+    if path is None and not spec.bundled:
+        bundled = ", ".join(n for n, s in MODELS.items() if s.bundled)
+        raise ValueError(f"model {spec.name} needs the path of its checkpoint folder; models that need none: {bundled}")
     pipeline = spec.pipeline_class().from_pretrained(path, **kwargs)
     size = pipeline.transformer.sample_size
     if spec.sample_size is not None and size != spec.sample_size:
