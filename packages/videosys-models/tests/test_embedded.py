@@ -109,6 +109,16 @@ def test_bad_prompts_and_options_name_the_problem(pipeline):
         pipeline("a red circle moving left", guidance_scale=7.5)
 
 
+def test_missing_or_foreign_weights_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no embedded-model weights at .*nope.safetensors"):
+        EmbeddedPipeline.from_pretrained(tmp_path / "nope.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="has no 'config' metadata: not written by write_weights"):
+        EmbeddedPipeline.from_pretrained(tmp_path / "other.safetensors")
+
+
 def test_models_without_shipped_weights_need_a_path():
     with pytest.raises(ValueError, match="model latte needs the path .* need none: videosys-tiny"):
         load("latte")
