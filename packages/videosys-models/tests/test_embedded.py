@@ -162,3 +162,49 @@ def test_pixel_measure_reads_drawn_clips(rgb, color, shape, step, direction):
         video[t, top : top + 9, left : left + 9][masks[shape]] = rgb
     got = measure(video)
     assert (got.color, got.shape, got.direction) == (color, shape, direction)
+
+
+def test_sampler_is_ddim_on_the_training_convention(tmp_path):
+    """The pipeline's loop equals DDIM (eta 0) written out here for the convention videosys-train trains with.
+
+    Training (``videosys.train.objectives``): linear betas 1e-4..0.02 over 1000 steps, ``x_t = a x_0 + s eps``
+    with ``a = sqrt(abar_t)``, ``s = sqrt(1 - abar_t)``, and the model predicts ``v = a eps - s x_0``; clips
+    are RGB on [-1, 1]. So ``x_0 = a x_t - s v`` (clipped to [-1, 1]), ``eps = a v + s x_t``, and trailing
+    spacing starts from t = 999. A different prediction type, schedule, spacing or scaling breaks equality.
+    """
+    torch.manual_seed(0)
+    backbone = build_backbone(num_layers=1)
+    table = torch.randn(3, 32)
+    config = {
+        "transformer": {**EMBEDDED_SIZES, "num_layers": 1},
+        "vocabulary": ["a", "red", "dot"],
+        "max_words": 4,
+        "scheduler": {
+            "num_train_timesteps": 1000,
+            "beta_start": 1e-4,
+            "beta_end": 0.02,
+            "beta_schedule": "linear",
+            "prediction_type": "v_prediction",
+            "clip_sample": True,
+            "set_alpha_to_one": True,
+            "timestep_spacing": "trailing",
+        },
+    }
+    pipeline = EmbeddedPipeline.from_pretrained(write_weights(tmp_path / "w.safetensors", backbone, table, config))
+    got = pipeline("a red dot", seed=5, num_inference_steps=4, num_frames=2)[0]
+
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    x = torch.randn((1, 3, 2, 24, 24), generator=torch.Generator().manual_seed(5)).double()
+    text = torch.cat([table, table.new_zeros(1, 32)])[None].double()  # "a red dot", padded to max_words
+    mask = torch.tensor([[True, True, True, False]])
+    steps = [999, 749, 499, 249]
+    backbone = backbone.double().eval()
+    with torch.no_grad():
+        for i, t in enumerate(steps):
+            a, s = abar[t].sqrt(), (1 - abar[t]).sqrt()
+            v = backbone(x, torch.tensor([t]), text, mask)
+            x0, eps = (a * x - s * v).clamp(-1, 1), a * v + s * x
+            prev = abar[steps[i + 1]] if i + 1 < len(steps) else torch.tensor(1.0, dtype=torch.float64)
+            x = prev.sqrt() * x0 + (1 - prev).sqrt() * eps
+    expected = ((x[0].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 3, 0).numpy()
+    assert np.abs(got.astype(np.float64) - expected).max() <= 1.0
