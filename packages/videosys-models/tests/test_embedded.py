@@ -124,7 +124,8 @@ def test_models_without_shipped_weights_need_a_path():
         load("latte")
 
 
-def test_written_weights_load_into_an_equal_pipeline(tmp_path):
+def _written(path, scheduler: dict) -> tuple[torch.nn.Module, torch.Tensor, EmbeddedPipeline]:
+    """A random 1-layer backbone and word table for "a red dot", written to ``path`` and loaded back."""
     torch.manual_seed(0)
     backbone = build_backbone(num_layers=1)
     table = torch.randn(3, 32)
@@ -132,9 +133,14 @@ def test_written_weights_load_into_an_equal_pipeline(tmp_path):
         "transformer": {**EMBEDDED_SIZES, "num_layers": 1},
         "vocabulary": ["a", "red", "dot"],
         "max_words": 4,
-        "scheduler": {"num_train_timesteps": 1000, "beta_schedule": "linear", "timestep_spacing": "trailing"},
+        "scheduler": scheduler,
     }
-    loaded = EmbeddedPipeline.from_pretrained(write_weights(tmp_path / "w.safetensors", backbone, table, config))
+    return backbone, table, EmbeddedPipeline.from_pretrained(write_weights(path, backbone, table, config))
+
+
+def test_written_weights_load_into_an_equal_pipeline(tmp_path):
+    scheduler = {"num_train_timesteps": 1000, "beta_schedule": "linear", "timestep_spacing": "trailing"}
+    backbone, table, loaded = _written(tmp_path / "w.safetensors", scheduler)
     for key, value in backbone.state_dict().items():
         assert torch.equal(loaded.transformer.state_dict()[key], value), key
     text, mask = loaded.text_encoder.encode(["a red dot", "Red"])
@@ -172,25 +178,17 @@ def test_sampler_is_ddim_on_the_training_convention(tmp_path):
     are RGB on [-1, 1]. So ``x_0 = a x_t - s v`` (clipped to [-1, 1]), ``eps = a v + s x_t``, and trailing
     spacing starts from t = 999. A different prediction type, schedule, spacing or scaling breaks equality.
     """
-    torch.manual_seed(0)
-    backbone = build_backbone(num_layers=1)
-    table = torch.randn(3, 32)
-    config = {
-        "transformer": {**EMBEDDED_SIZES, "num_layers": 1},
-        "vocabulary": ["a", "red", "dot"],
-        "max_words": 4,
-        "scheduler": {
-            "num_train_timesteps": 1000,
-            "beta_start": 1e-4,
-            "beta_end": 0.02,
-            "beta_schedule": "linear",
-            "prediction_type": "v_prediction",
-            "clip_sample": True,
-            "set_alpha_to_one": True,
-            "timestep_spacing": "trailing",
-        },
+    scheduler = {
+        "num_train_timesteps": 1000,
+        "beta_start": 1e-4,
+        "beta_end": 0.02,
+        "beta_schedule": "linear",
+        "prediction_type": "v_prediction",
+        "clip_sample": True,
+        "set_alpha_to_one": True,
+        "timestep_spacing": "trailing",
     }
-    pipeline = EmbeddedPipeline.from_pretrained(write_weights(tmp_path / "w.safetensors", backbone, table, config))
+    backbone, table, pipeline = _written(tmp_path / "w.safetensors", scheduler)
     got = pipeline("a red dot", seed=5, num_inference_steps=4, num_frames=2)[0]
 
     abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
