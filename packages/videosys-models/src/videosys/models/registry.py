@@ -48,7 +48,8 @@ MODELS: dict[str, ModelSpec] = {
             name="videosys-tiny",
             task="text-to-video",
             pipeline="videosys.models.embedded:EmbeddedPipeline",
-            description="embedded: a small Latte for moving-shape prompts (8x24x24 RGB), no download; undertrained",
+            description="embedded: a small Latte for moving-shape prompts (8x24x24 RGB), no download; "
+            "follows colour only so far",
             defaults={"num_inference_steps": 20},
             pab=EMBEDDED_PAB,
             bundled=True,
