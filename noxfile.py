@@ -182,6 +182,7 @@ def readme(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The README's main command: the most complete end-to-end run that exists."""
-    install(session, pkg("core", "io"), pkg("pab"))
-    session.run("python", "examples/custom_model.py", *(session.posargs or ["--pab"]))
+    """The README's main command: the embedded default model writes outputs/video.mp4 (no download, CPU)."""
+    install(session, pkg("core", "io"), pkg("pab"), pkg("dsp"), pkg("models", "pab,dsp"))
+    prompt = session.posargs[0] if session.posargs else "a red circle moving right"
+    session.run("videosys", "generate", "--prompt", prompt, "--out", "outputs/video.mp4")

@@ -73,7 +73,7 @@ BAD_OPTIONS = [
     (["--frames", "0"], "--frames 0: expected at least 1 frame"),
     (["--frames", "-3"], "--frames -3: expected at least 1 frame"),
     (["--steps", "0"], "--steps 0: expected at least 1 denoising step"),
-    (["--model", "sora"], "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2"),
+    (["--model", "sora"], "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2, videosys-tiny"),
     (["--resolution", "big"], "--resolution 'big': expected SIZE or WIDTHxHEIGHT"),
     (["--cfg", "-1"], "--cfg -1.0: expected a guidance scale >= 0"),
     (["--class", "tench"], "--class is for class-conditional models; latte takes --prompt"),
@@ -124,14 +124,39 @@ def test_incomplete_weights_folder_names_the_missing_part(latte_folder, capsys, 
     assert code == 1 and f"is missing {component}/; expected the layout of maxin-cn/Latte-1" in line
 
 
-def test_missing_model_and_weights_and_unknown_option(latte_folder, capsys):
-    assert registry.DEFAULT_MODEL is None  # until the embedded model is registered, --model is required
-    code, _, err = run(capsys, "generate", "--prompt", "x")
-    assert code == 1 and "--model is required" in one_error_line(err)
+def test_missing_weights_and_unknown_option(latte_folder, capsys):
     code, _, err = run(capsys, "generate", "--model", "latte", "--prompt", "x")
     assert code == 1 and "latte needs --weights DIR, a folder laid out like maxin-cn/Latte-1" in one_error_line(err)
     code, _, err = run(capsys, "generate", "--model", "latte", "--bogus")
     assert code == 2 and "unrecognized arguments: --bogus" in one_error_line(err)
+
+
+def test_prompt_alone_uses_the_embedded_model(tmp_path, capfd, monkeypatch):
+    """No --model, --weights or --out: the shipped weights, ./video.mp4 with the trained 8 frames of 24x24."""
+    assert registry.DEFAULT_MODEL == "videosys-tiny"
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run(capfd, "generate", "--prompt", "a red circle moving right")
+    assert code == 0, stderr
+    assert load_video(tmp_path / "video.mp4").shape == (8, 24, 24, 3)
+    assert stdout.count("\n") == 1 and "wrote video.mp4 in " in stdout and "20 steps, PAB off" in stdout
+    progress = [part for part in stderr.replace("\r", "\n").splitlines() if part.strip()]
+    assert progress and all(part.startswith("Embedded: ") for part in progress), stderr
+    assert "20/20" in progress[-1]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--frames", "9"], "num_frames must be 1..8 for the embedded model, got 9"),
+        (["--resolution", "32"], "the embedded model makes 24x24 clips only, got 32x32"),
+        (["--prompt", "a red hexagon moving left"], "unknown word(s) ['hexagon']"),
+    ],
+)
+def test_embedded_model_bad_requests(tmp_path, capsys, options, message):
+    out = tmp_path / "x.mp4"
+    code, _, err = run(capsys, "generate", "--prompt", "a red circle moving right", "--out", out, *options)
+    assert code == 1 and message in one_error_line(err)
+    assert not out.exists()
 
 
 def test_frames_the_model_cannot_make(latte_folder, tmp_path, capsys):

@@ -44,6 +44,18 @@ def test_two_dsp_ranks_write_the_one_rank_video(request, tmp_path, folder, args,
     assert np.abs(one - two).max() <= 1
 
 
+def test_two_dsp_ranks_of_the_default_model_write_the_one_rank_video(tmp_path):
+    """The embedded default model (no --model, no --weights) sharded over 2 ranks; tolerance as above."""
+    prompt = ["--prompt", "a blue square moving up", "--steps", "4"]
+    single = videosys(*prompt, "--out", tmp_path / "one.gif")
+    assert single.returncode == 0, single.stderr
+    sharded = videosys(*prompt, "--out", tmp_path / "two.gif", "--dsp", ranks=2)
+    assert sharded.returncode == 0, sharded.stderr
+    one, two = load_video(tmp_path / "one.gif").astype(int), load_video(tmp_path / "two.gif").astype(int)
+    assert one.shape == two.shape == (8, 24, 24, 3)
+    assert np.abs(one - two).max() <= 1
+
+
 def test_an_error_on_the_ranks_ends_every_rank_printed_once(latte_folder, tmp_path):
     """A corrupt backbone fails while loading, after the ranks joined: every rank exits, rank 0 prints it once."""
     weights = latte_folder / "transformer" / "diffusion_pytorch_model.safetensors"

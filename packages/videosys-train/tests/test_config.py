@@ -49,6 +49,14 @@ def test_missing_data_path(make_config, tmp_path):
         validate(make_config(f"data.csv={missing}", "data.synthetic=null"), world_size=1, device="cpu")
 
 
+def test_held_out_combinations_are_checked_before_training(make_config):
+    with pytest.raises(ConfigError, match="data.synthetic.held_out: unknown shape 'hexagon'; expected one of square"):
+        validate(make_config("data.synthetic.held_out=[red hexagon left]"), world_size=1, device="cpu")
+    with pytest.raises(ConfigError, match="is 'colour shape direction', got 'red circle'"):
+        validate(make_config("data.synthetic.held_out=[red circle]"), world_size=1, device="cpu")
+    validate(make_config("data.synthetic.held_out=[red circle left]"), world_size=1, device="cpu")
+
+
 def test_ema_with_gemini_is_refused(make_config):
     with pytest.raises(ConfigError, match="ema.enabled with plugin 'gemini'"):
         validate(make_config("parallel.plugin=gemini"), world_size=1, device="cuda")

@@ -8,22 +8,40 @@ from videosys.core.io import load_video, save_video
 from videosys.train.config import load_config
 from videosys.train.data import ResumableBatchSampler, VideoCaptionDataset, make_shapes_dataset, read_rows
 from videosys.train.data.dataset import resize_crop
-from videosys.train.data.synthetic import COLORS
+from videosys.train.data.synthetic import COLORS, DIRECTIONS, SHAPES, SIZES
 
 
 @pytest.mark.parametrize("size", [8, 24])
 def test_synthetic_clips_show_what_their_captions_say(tmp_path, size):
     steps = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
-    csv_path = make_shapes_dataset(tmp_path, num_videos=8, frames=8, size=size, seed=1)
+    csv_path = make_shapes_dataset(tmp_path, num_videos=12, frames=8, size=size, seed=1)
     for row in read_rows(csv_path):
-        _, color, _, _, direction = row["caption"].split()
+        words = row["caption"].split()
+        assert {row["color"], row["shape"], row["direction"]} <= set(words)
+        assert {row["size"], row["speed"]} & set(words) <= {row["size"], row["speed"]}
         frames = load_video(row["path"]).astype(int)
         assert len(frames) == 8  # every frame differs from the last (a GIF drops repeated frames)
-        lit = np.abs(frames - np.array(COLORS[color])).sum(-1) < 30  # pixels of the named colour
+        lit = np.abs(frames - np.array(COLORS[row["color"]])).sum(-1) < 30  # pixels of the named colour
         assert lit[0].sum() >= 4
-        dy, dx = steps[direction]
+        dy, dx = steps[row["direction"]]
         for t in range(7):  # each frame is the previous one shifted (with wrap-around) the named way
-            assert any(np.array_equal(np.roll(lit[t], (dy * k, dx * k), (0, 1)), lit[t + 1]) for k in range(1, 4))
+            assert any(np.array_equal(np.roll(lit[t], (dy * k, dx * k), (0, 1)), lit[t + 1]) for k in range(1, 5))
+        if size == 24:  # room for the whole path: the shape never wraps, so its bounding box keeps its extent
+            extents = {(np.ptp(np.flatnonzero(f.any(1))), np.ptp(np.flatnonzero(f.any(0)))) for f in lit}
+            assert len(extents) == 1 and max(extents.pop()) < size // 2
+
+
+def test_synthetic_set_covers_the_grammar_but_no_held_out_combination(tmp_path):
+    held_out = ["red triangle left", "white circle up"]
+    rows = read_rows(make_shapes_dataset(tmp_path, num_videos=150, frames=4, size=8, seed=0, held_out=held_out))
+    seen = {(r["color"], r["shape"], r["direction"]) for r in rows}
+    assert not seen & {tuple(h.split()) for h in held_out}
+    for column, options in (("color", COLORS), ("shape", SHAPES), ("direction", DIRECTIONS), ("size", SIZES)):
+        assert {r[column] for r in rows} == set(options)
+    captions = [r["caption"].split() for r in rows]
+    assert any(len(c) == 5 for c in captions) and any(len(c) == 7 for c in captions)
+    with pytest.raises(ValueError, match="unknown shape 'hexagon'"):
+        make_shapes_dataset(tmp_path, 1, 4, 8, held_out=["red hexagon left"])
 
 
 def _numbered_video(path, frames=12, size=8):

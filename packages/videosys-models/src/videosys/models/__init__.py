@@ -1,5 +1,6 @@
 """VideoSys models: Latte-1, DiT and Open-Sora 1.2's STDiT3 on the core interfaces, loading the official checkpoints.
 
+``videosys.models.load("videosys-tiny")`` is the embedded default model (weights in the package, no path);
 ``pipeline = videosys.models.load("latte", path)``; ``frames = pipeline(prompt)[0]``;
 ``videosys.core.io.save_video(frames, "out.mp4")``. Backbones live in
 :mod:`videosys.models.transformers`, pipelines in :mod:`videosys.models.pipelines` (they import
@@ -7,7 +8,7 @@ diffusers and transformers on first use).
 """
 
 from .loading import CheckpointError, load_backbone
-from .pab_defaults import LATTE_PAB, OPENSORA_PAB
+from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
@@ -17,6 +18,7 @@ from .vae import OpenSoraVAE
 __version__ = "0.1.0"
 
 __all__ = [
+    "EMBEDDED_PAB",
     "LATTE_PAB",
     "MODELS",
     "CheckpointError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from videosys.pab import Broadcast, MLPReuse, PABConfig
 
-__all__ = ["LATTE_PAB", "OPENSORA_PAB"]
+__all__ = ["EMBEDDED_PAB", "LATTE_PAB", "OPENSORA_PAB"]
 
 
 def _loop_positions(steps: tuple[int, ...], num_steps: int) -> tuple[float, ...]:
@@ -39,3 +39,11 @@ OPENSORA_PAB = _pyramid(
 """Open-Sora 1.2: spatial 2 / temporal 4 / cross 6 on (450, 930); MLP of layers 0-4 reused for 2 steps after
 the steps the original names by their bf16 timesteps 864, 788, 676: steps 13, 17, 21 of the 30-step
 rectified-flow loop at 480p, 51 frames."""
+
+EMBEDDED_PAB = PABConfig(
+    spatial=Broadcast(2, window=(100, 800)),
+    temporal=Broadcast(3, window=(100, 800)),
+    cross=Broadcast(4, window=(100, 800)),
+)
+"""videosys-tiny (20 trailing DDIM steps): spatial 2 / temporal 3 / cross 4 on (100, 800), no MLP reuse;
+measured in ``benchmarks/embedded_model.py`` (speed and PSNR against the clip without PAB)."""

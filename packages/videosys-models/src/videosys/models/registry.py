@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from videosys.pab import PABConfig
 
-from .pab_defaults import LATTE_PAB, OPENSORA_PAB
+from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "UnknownModelError", "get_model", "list_models", "load"]
 
@@ -36,6 +36,8 @@ class ModelSpec:
     options: tuple[str, ...] = ()
     """``videosys generate`` options only this model takes (``--image``, ``--duration``, ...); a named
     ``--resolution`` such as ``480p`` is accepted when ``"resolution"`` is among :attr:`defaults`."""
+    bundled: bool = False
+    """Its weights ship inside videosys-models, so :func:`load` needs no path."""
 
     def pipeline_class(self) -> type:
         module, name = self.pipeline.split(":")
@@ -45,6 +47,16 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
+        ModelSpec(
+            name="videosys-tiny",
+            task="text-to-video",
+            pipeline="videosys.models.embedded:EmbeddedPipeline",
+            description="embedded: a small Latte for moving-shape prompts (8x24x24 RGB), no download; "
+            "follows colour only so far",
+            defaults={"num_inference_steps": 20},
+            pab=EMBEDDED_PAB,
+            bundled=True,
+        ),
         ModelSpec(
             name="latte",
             task="text-to-video",
@@ -95,9 +107,8 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-DEFAULT_MODEL: str | None = None
-"""The model ``videosys generate`` uses without ``--model``: the embedded text-to-video model once it is
-registered; until then ``--model`` is required."""
+DEFAULT_MODEL: str = "videosys-tiny"
+"""The model ``videosys generate`` uses without ``--model``: the embedded one, whose weights ship in the package."""
 
 
 def list_models() -> list[str]:
@@ -113,9 +124,15 @@ def get_model(name: str) -> ModelSpec:
     return spec
 
 
-def load(name: str, path: str | os.PathLike, **kwargs: Any) -> Any:
-    """Load the pipeline of model ``name`` from the checkpoint folder ``path`` (kwargs: device, dtype, ...)."""
+def load(name: str, path: str | os.PathLike | None = None, **kwargs: Any) -> Any:
+    """Load the pipeline of model ``name`` from the checkpoint folder ``path`` (kwargs: device, dtype, ...).
+
+    ``path`` may be omitted only for a model whose weights ship with the package (``videosys-tiny``).
+    """
     spec = get_model(name)
+    if path is None and not spec.bundled:
+        bundled = ", ".join(n for n, s in MODELS.items() if s.bundled)
+        raise ValueError(f"model {spec.name} needs the path of its checkpoint folder; models that need none: {bundled}")
     pipeline = spec.pipeline_class().from_pretrained(path, **kwargs)
     size = pipeline.transformer.sample_size if spec.sample_size is not None else None
     if size != spec.sample_size:

@@ -46,7 +46,8 @@ class Request:
     """What to generate, with every value checked and the model's defaults filled in."""
 
     spec: ModelSpec
-    weights: Path
+    weights: Path | None
+    """None for a model whose weights ship in the package (``ModelSpec.bundled``)."""
     condition: str | int
     """The prompt (text-to-video) or class name / id (class-to-image)."""
     call: dict[str, Any]
@@ -265,10 +266,7 @@ def _call(args: argparse.Namespace, spec: ModelSpec) -> dict[str, Any]:
 
 def validate(args: argparse.Namespace) -> Request:
     """Check every option of ``videosys generate`` and the weights folder's layout; load nothing."""
-    name = args.model or DEFAULT_MODEL
-    if name is None:
-        raise UsageError(f"--model is required (no default model is registered yet); one of {list_models()}")
-    spec = get_model(name)
+    spec = get_model(args.model or DEFAULT_MODEL)
     condition = _condition(args, spec)
     call = _call(args, spec)
     device = check_device(args.device)
@@ -276,12 +274,12 @@ def validate(args: argparse.Namespace) -> Request:
     if dtype is torch.float16 and device.type == "cpu":
         raise UsageError("--dtype fp16 needs a CUDA device; on cpu use fp32 or bf16")
     _check_out(args.out, spec.task == "text-to-video", spec.name)
-    if args.weights is None:
+    if args.weights is None and not spec.bundled:
         raise UsageError(
             f"{spec.name} needs --weights DIR, a folder laid out like {spec.pipeline_class().OFFICIAL}: "
             f"{spec.pipeline_class().layout()}"
         )
-    weights = spec.pipeline_class().check_folder(args.weights)
+    weights = None if args.weights is None else spec.pipeline_class().check_folder(args.weights)
     if args.dsp:
         if "WORLD_SIZE" not in os.environ:
             raise UsageError("--dsp shards over ranks: run under torchrun --nproc_per_node N -m videosys.models ...")

@@ -62,6 +62,8 @@ class SyntheticConfig:
     num_videos: int = 32
     frames: int = 16
     size: int = 32
+    held_out: list[str] = field(default_factory=list)
+    """``"colour shape direction"`` combinations no clip shows (e.g. ``"green triangle up"``)."""
 
 
 @dataclass
@@ -367,6 +369,14 @@ def _check_data(data: DataConfig) -> None:
         )
         _check(data.num_frames == 1, f"data.num_frames={data.num_frames}: an image folder gives 1 frame per sample")
         return
+    if data.synthetic is not None:
+        from .data.synthetic import parse_combination
+
+        for combination in data.synthetic.held_out:
+            try:
+                parse_combination(combination)
+            except ValueError as err:
+                raise ConfigError(f"data.synthetic.held_out: {err}") from None
     if not Path(data.csv).is_file():
         _check(
             data.synthetic is not None and not data.precomputed,

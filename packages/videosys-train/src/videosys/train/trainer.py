@@ -136,7 +136,9 @@ class Trainer:
         data = self.config.data
         if self.is_main and data.csv and data.synthetic is not None and not Path(data.csv).is_file():
             s = data.synthetic
-            make_shapes_dataset(Path(data.csv).parent, s.num_videos, s.frames, s.size, seed=self.config.seed)
+            make_shapes_dataset(
+                Path(data.csv).parent, s.num_videos, s.frames, s.size, seed=self.config.seed, held_out=s.held_out
+            )
         dist.barrier()
         if data.image_folder is not None:
             self.dataset = ImageFolderDataset(data.image_folder, data.size, data.flip)

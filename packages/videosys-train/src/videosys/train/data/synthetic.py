@@ -1,21 +1,92 @@
-"""A synthetic captioned video set: coloured shapes moving across a dark background."""
+"""A synthetic captioned video set: coloured shapes moving over a plain dark background.
+
+Captions follow one small grammar, ``a [small|large] <colour> <shape> moving <direction> [slowly|quickly]``,
+the prompts of videosys-models' embedded default model, which is trained on this set. Size and speed
+words are each left out of half the captions, so prompts without them are in the training distribution.
+Some (colour, shape, direction) combinations can be held out, to check that a model composes the words.
+"""
 
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from videosys.core.io import save_video
 
-__all__ = ["COLORS", "DIRECTIONS", "SHAPES", "make_shapes_dataset", "render_clip"]
+__all__ = [
+    "BACKGROUND",
+    "COLORS",
+    "DIRECTIONS",
+    "SHAPES",
+    "SIZES",
+    "SPEEDS",
+    "VOCABULARY",
+    "ShapeMotion",
+    "make_shapes_dataset",
+    "parse_combination",
+    "render_clip",
+]
 
-COLORS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "yellow": (240, 220, 40)}
+BACKGROUND = 16
+"""The grey level of every background pixel."""
+COLORS = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 80, 230),
+    "yellow": (240, 220, 40),
+    "white": (235, 235, 235),
+}
 SHAPES = ("square", "circle", "triangle")
 DIRECTIONS = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
+SIZES = {"small": 10, "large": 6}
+"""The shape's radius is the frame size divided by this (at least 2 pixels)."""
+SPEEDS = {"slowly": 1, "quickly": 2}
+"""Multiples of the base speed, about a quarter of the frame over the clip (at least 1 pixel per frame)."""
+VOCABULARY = ("a", "moving", *SIZES, *COLORS, *SHAPES, *DIRECTIONS, *SPEEDS)
+"""Every word a caption can hold."""
+
+_CHOICES = {"color": tuple(COLORS), "shape": SHAPES, "direction": tuple(DIRECTIONS), "size": tuple(SIZES)}
+
+
+@dataclass(frozen=True)
+class ShapeMotion:
+    """What one clip shows: which shape, in which colour, moving which way, how big and how fast."""
+
+    color: str
+    shape: str
+    direction: str
+    size: str = "large"
+    speed: str = "slowly"
+
+    def __post_init__(self) -> None:
+        for name, options in (*_CHOICES.items(), ("speed", tuple(SPEEDS))):
+            if getattr(self, name) not in options:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(options)}")
+
+    def caption(self, *, say_size: bool = True, say_speed: bool = True) -> str:
+        """``"a small red circle moving left quickly"``, optionally without the size or speed word."""
+        words = ("a", self.size if say_size else "", self.color, self.shape, "moving", self.direction)
+        return " ".join(w for w in (*words, self.speed if say_speed else "") if w)
+
+    def radius(self, frame_size: int) -> int:
+        return max(2, round(frame_size / SIZES[self.size]))
+
+    def pixels_per_frame(self, frames: int, frame_size: int) -> int:
+        return SPEEDS[self.speed] * max(1, round(frame_size / 4 / max(1, frames - 1)))
+
+
+def parse_combination(text: str) -> tuple[str, str, str]:
+    """``"green triangle up"`` to ``("green", "triangle", "up")``, checking every word."""
+    words = text.split()
+    if len(words) != 3:
+        raise ValueError(f"a held-out combination is 'colour shape direction', got {text!r}")
+    motion = ShapeMotion(*words)
+    return motion.color, motion.shape, motion.direction
 
 
 def _mask(shape: str, size: int, radius: int) -> np.ndarray:
@@ -28,47 +99,73 @@ def _mask(shape: str, size: int, radius: int) -> np.ndarray:
     return (np.abs(y) <= radius) & (np.abs(x) <= (y + radius) / 2)  # a triangle, apex up
 
 
-def render_clip(shape: str, color: str, direction: str, frames: int, size: int, start: tuple[int, int]) -> np.ndarray:
-    """uint8 ``(frames, size, size, 3)``: the shape moving a whole number of pixels per frame, wrapping around.
+def _start_range(occupied: np.ndarray, step: int, travel: int, size: int) -> tuple[int, int]:
+    """Shifts along one axis that keep the shape whole in the frame for the whole path (any shift if none does)."""
+    lo, hi = -int(occupied[0]), size - 1 - int(occupied[-1])
+    lo, hi = (lo, hi - travel) if step > 0 else (lo + travel, hi) if step < 0 else (lo, hi)
+    return (lo, hi) if lo <= hi else (-(size // 2), size - size // 2 - 1)
 
-    At least one pixel per frame, so no two consecutive frames are equal (GIF writers merge those).
+
+def render_clip(motion: ShapeMotion, frames: int, size: int, start: tuple[int, int]) -> np.ndarray:
+    """uint8 ``(frames, size, size, 3)``: the shape shifted by ``start`` from the centre, then moving.
+
+    It moves a whole number of pixels (at least one) per frame, so no two consecutive frames are equal
+    (GIF writers merge those), wrapping around the border if the path leaves the frame.
     """
-    radius = max(2, size // 6)
-    dy, dx = DIRECTIONS[direction]
-    speed = max(1, round(size / 2 / max(1, frames - 1)))
-    mask = _mask(shape, size, radius)
-    video = np.full((frames, size, size, 3), 16, dtype=np.uint8)
+    dy, dx = DIRECTIONS[motion.direction]
+    speed = motion.pixels_per_frame(frames, size)
+    mask = _mask(motion.shape, size, motion.radius(size))
+    video = np.full((frames, size, size, 3), BACKGROUND, dtype=np.uint8)
     for t in range(frames):
         shift = (start[0] + dy * speed * t, start[1] + dx * speed * t)
-        video[t][np.roll(mask, shift, axis=(0, 1))] = COLORS[color]
+        video[t][np.roll(mask, shift, axis=(0, 1))] = COLORS[motion.color]
     return video
 
 
-def make_shapes_dataset(
-    out_dir: str | os.PathLike, num_videos: int = 32, frames: int = 16, size: int = 32, seed: int = 0
-) -> Path:
-    """Write ``num_videos`` GIF clips and ``data.csv`` (``path,caption``) to ``out_dir``; return the CSV path.
+def _random_start(motion: ShapeMotion, frames: int, size: int, rng: np.random.Generator) -> tuple[int, int]:
+    """A start from which the whole path stays inside the frame, when the frame is large enough for that."""
+    mask = _mask(motion.shape, size, motion.radius(size))
+    travel = motion.pixels_per_frame(frames, size) * (frames - 1)
+    start = []
+    for axis, step in enumerate(DIRECTIONS[motion.direction]):
+        occupied = np.flatnonzero(mask.any(axis=1 - axis))
+        lo, hi = _start_range(occupied, step, travel, size)
+        start.append(int(rng.integers(lo, hi + 1)))
+    return start[0], start[1]
 
-    Captions name the colour, shape and direction ("a red circle moving right"), so a text-conditioned
-    model has something to learn from them.
+
+def make_shapes_dataset(
+    out_dir: str | os.PathLike,
+    num_videos: int = 32,
+    frames: int = 16,
+    size: int = 32,
+    seed: int = 0,
+    held_out: Iterable[str] = (),
+) -> Path:
+    """Write ``num_videos`` GIF clips and ``data.csv`` to ``out_dir``; return the CSV path.
+
+    Each row has ``path`` and ``caption`` (what training reads) and the clip's ``color``, ``shape``,
+    ``direction``, ``size`` and ``speed``. No clip shows a ``held_out`` combination ("green triangle up").
     """
+    excluded = {parse_combination(text) for text in held_out}
+    combos = [(c, s, d) for c in COLORS for s in SHAPES for d in DIRECTIONS if (c, s, d) not in excluded]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     rows = []
     for i in range(num_videos):
-        pick = torch.randint(1 << 30, (4,), generator=generator).tolist()
-        color = list(COLORS)[pick[0] % len(COLORS)]
-        shape = SHAPES[pick[1] % len(SHAPES)]
-        direction = list(DIRECTIONS)[pick[2] % len(DIRECTIONS)]
-        start = (pick[3] % size - size // 2, (pick[3] // size) % size - size // 2)
+        color, shape, direction = combos[rng.integers(len(combos))]
+        motion = ShapeMotion(color, shape, direction, str(rng.choice(list(SIZES))), str(rng.choice(list(SPEEDS))))
+        say_size, say_speed = (bool(b) for b in rng.integers(2, size=2))
         name = f"clip_{i:04d}.gif"
-        save_video(render_clip(shape, color, direction, frames, size, start), out / name, fps=8)
-        rows.append({"path": name, "caption": f"a {color} {shape} moving {direction}"})
+        clip = render_clip(motion, frames, size, _random_start(motion, frames, size, rng))
+        save_video(clip, out / name, fps=8)
+        rows.append({"path": name, "caption": motion.caption(say_size=say_size, say_speed=say_speed), **asdict(motion)})
     csv_path = out / "data.csv"
     tmp = csv_path.with_suffix(".csv.tmp")
+    columns = ["path", "caption", *(column.name for column in fields(ShapeMotion))]
     with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "caption"])
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(csv_path)  # the CSV appears only once every clip is written
