@@ -73,7 +73,10 @@ BAD_OPTIONS = [
     (["--frames", "0"], "--frames 0: expected at least 1 frame"),
     (["--frames", "-3"], "--frames -3: expected at least 1 frame"),
     (["--steps", "0"], "--steps 0: expected at least 1 denoising step"),
-    (["--model", "sora"], "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2, videosys-tiny"),
+    (
+        ["--model", "sora"],
+        "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2, videosys-tiny",
+    ),
     (["--resolution", "big"], "--resolution 'big': expected SIZE or WIDTHxHEIGHT"),
     (["--cfg", "-1"], "--cfg -1.0: expected a guidance scale >= 0"),
     (["--class", "tench"], "--class is for class-conditional models; latte takes --prompt"),

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .registry import DEFAULT_MODEL, MODELS, ModelSpec, get_model, list_models
+from .registry import DEFAULT_MODEL, MODELS, ModelSpec, get_model
 
 __all__ = [
     "DTYPES",
