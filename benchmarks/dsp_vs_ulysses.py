@@ -59,6 +59,21 @@ class STDiTLike(STBackbone):
         return self.final(x, cond.extras["t"])
 
 
+PROXY_IN_DIM, PROXY_CONTEXT_DIM = 8, 64
+"""Input and text widths of the proxy backbones (their cost is in the blocks, not here)."""
+
+
+def proxy_inputs(
+    batch: int, frames: int, tokens: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A proxy backbone's ``(tokens, timestep, text)``: random, the same on every rank after one seed."""
+    return (
+        torch.randn(batch, frames, tokens, PROXY_IN_DIM, device=device, dtype=dtype),
+        torch.rand(batch, device=device) * 1000,
+        torch.randn(batch, 32, PROXY_CONTEXT_DIM, device=device, dtype=dtype),
+    )
+
+
 def step(model: nn.Module, inputs: tuple[torch.Tensor, ...], backward: bool, device: torch.device) -> torch.Tensor:
     """One timed denoising (or training) step; returns the output."""
     with torch.set_grad_enabled(backward):
@@ -153,13 +168,8 @@ def main() -> None:
     cuda = device.type == "cuda"
 
     torch.manual_seed(0)  # same weights and inputs on every rank
-    in_dim, context_dim = 8, 64
-    model = STDiTLike(args.dim, args.heads, args.pairs, in_dim, context_dim).to(device, dtype)
-    inputs = (
-        torch.randn(args.batch, args.frames, args.tokens, in_dim, device=device, dtype=dtype),
-        torch.rand(args.batch, device=device) * 1000,
-        torch.randn(args.batch, 32, context_dim, device=device, dtype=dtype),
-    )
+    model = STDiTLike(args.dim, args.heads, args.pairs, PROXY_IN_DIM, PROXY_CONTEXT_DIM).to(device, dtype)
+    inputs = proxy_inputs(args.batch, args.frames, args.tokens, device, dtype)
     models = {mode: parallelize(copy.deepcopy(model), resting_axis=args.resting, mode=mode) for mode in MODES}
     models["1 rank"] = model
 

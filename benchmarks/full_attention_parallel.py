@@ -22,7 +22,7 @@ import os
 
 import torch
 import torch.distributed as dist
-from dsp_vs_ulysses import init_ranks, relaunch, round_robin
+from dsp_vs_ulysses import PROXY_CONTEXT_DIM, PROXY_IN_DIM, init_ranks, proxy_inputs, relaunch, round_robin
 from torch import nn
 
 from videosys.core import AdaLNBlock, Conditioning, STBackbone
@@ -83,13 +83,8 @@ def main() -> None:
     cuda = device.type == "cuda"
 
     torch.manual_seed(0)  # same weights and inputs on every rank
-    in_dim, context_dim = 8, 64
-    model = FullDiT(args.dim, args.heads, args.depth, in_dim, context_dim).to(device, dtype)
-    inputs = (
-        torch.randn(args.batch, args.frames, args.tokens, in_dim, device=device, dtype=dtype),
-        torch.rand(args.batch, device=device) * 1000,
-        torch.randn(args.batch, 32, context_dim, device=device, dtype=dtype),
-    )
+    model = FullDiT(args.dim, args.heads, args.depth, PROXY_IN_DIM, PROXY_CONTEXT_DIM).to(device, dtype)
+    inputs = proxy_inputs(args.batch, args.frames, args.tokens, device, dtype)
     plans = layouts(ranks)
     if args.heads % ranks:
         del plans["ulysses"]  # Ulysses cannot split the heads: the case ring and USP exist for
