@@ -183,6 +183,6 @@ def readme(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The README's main command: the embedded default model writes outputs/video.mp4 (no download, CPU)."""
-    install(session, pkg("core", "io"), pkg("pab"), pkg("dsp"), pkg("models", "pab,dsp"))
+    install(session, pkg("core", "io"), pkg("pab"), pkg("dsp"), pkg("models", "dsp"))
     prompt = session.posargs[0] if session.posargs else "a red circle moving right"
     session.run("videosys", "generate", "--prompt", prompt, "--out", "outputs/video.mp4")
