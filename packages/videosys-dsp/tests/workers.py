@@ -115,20 +115,8 @@ def backbone_matches_single_process(full: bool, heads: int = 4, options: dict | 
     for batch, frames, tokens in cases:
         inputs = tiny_inputs(batch, frames, tokens)
         weight = torch.randn(batch, frames, tokens, 4, generator=torch.Generator().manual_seed(1))
-        reference.zero_grad()
-        expected = reference(*inputs)
-        (expected * weight).sum().backward()
-        modes = ["dsp"] if full else MODES
-        for resting in ("spatial", "temporal"):
-            for mode in modes:
-                model = parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode, **options)
-                model.zero_grad()
-                out = model(*inputs)
-                where = f"{mode=}, {resting=}, {options}, shape={(batch, frames, tokens)}"
-                torch.testing.assert_close(out, expected, **tolerance(), msg=lambda m, w=where: f"{w}: {m}")
-                (out * weight).sum().backward()
-                average_gradients(model)
-                assert_grads_match(model, reference, where)
+        case = f"{options}, shape={(batch, frames, tokens)}"
+        _matches_in_every_mode(reference, inputs, weight, case, ("dsp",) if full else MODES, options)
         # Gradient checkpointing recomputes the sharded blocks in backward, after the gather.
         for resting in ("spatial", "temporal"):
             model = parallelize(copy.deepcopy(reference), resting_axis=resting)
