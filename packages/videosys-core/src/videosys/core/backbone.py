@@ -98,7 +98,9 @@ class AdaLNBlock(STBlock):
     laid out like the tokens, ``(B, T|1, S|1, 6C)``, modulates each frame (or position) with its own values.
     The attention gets ``cond.grid`` (for a :class:`~videosys.core.layers.GridRotaryEmbedding`).
     ``attention`` / ``cross`` replace the default :class:`SelfAttention` / :class:`CrossAttention` with
-    modules of another parameter layout (e.g. fused projections), built by the caller.
+    modules of another parameter layout (e.g. fused projections), built by the caller. ``mlp_dim`` sets the
+    MLP's hidden width exactly (else ``dim * mlp_ratio``); ``cross_norm`` puts an affine LayerNorm before the
+    cross-attention (Wan's ``cross_attn_norm``).
     """
 
     def __init__(
@@ -117,6 +119,8 @@ class AdaLNBlock(STBlock):
         norm_eps: float = 1e-6,
         attention: VideoAttention | None = None,
         cross: CrossAttentionBase | None = None,
+        mlp_dim: int | None = None,
+        cross_norm: bool = False,
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -132,11 +136,11 @@ class AdaLNBlock(STBlock):
             return nn.LayerNorm(dim, elementwise_affine=False, eps=norm_eps)
 
         self.attn = Branch(attention, norm())
+        if cross is None and cross_attention:
+            cross = CrossAttention(dim, num_heads, context_dim, qkv_bias=qkv_bias)
         if cross is not None:
-            self.cross = Branch(cross)
-        elif cross_attention:
-            self.cross = Branch(CrossAttention(dim, num_heads, context_dim, qkv_bias=qkv_bias))
-        self.mlp = Branch(FeedForward(dim, int(dim * mlp_ratio)), norm())
+            self.cross = Branch(cross, nn.LayerNorm(dim, eps=norm_eps) if cross_norm else None)
+        self.mlp = Branch(FeedForward(dim, mlp_dim or int(dim * mlp_ratio)), norm())
         if modulation == "table":
             self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim**0.5)
         elif modulation == "linear":
