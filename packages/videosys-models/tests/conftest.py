@@ -233,11 +233,23 @@ def opensora_folder(tmp_path):
     root = tmp_path / "opensora"
     shutil.copytree(OPENSORA_FIXTURES / "stdit3", root / "transformer", ignore=shutil.ignore_patterns("*.md"))
     deepen_stdit3(root / "transformer", OPENSORA_DEPTH)
-    shutil.copytree(
-        OPENSORA_FIXTURES / "vae", root / "vae", ignore=shutil.ignore_patterns("*.md", "io.safetensors")
-    )
+    shutil.copytree(OPENSORA_FIXTURES / "vae", root / "vae", ignore=shutil.ignore_patterns("*.md", "io.safetensors"))
     caption_channels = json.loads((root / "transformer" / "config.json").read_text())["caption_channels"]
     tokenizer = tiny_tokenizer()
     tiny_t5(len(tokenizer), caption_channels).save_pretrained(root / "text_encoder", safe_serialization=True)
     tokenizer.save_pretrained(root / "tokenizer")
     return root
+
+
+@pytest.fixture
+def wan_saved(tmp_path):
+    """(diffusers' WanPipeline, the tiny Wan 2.1 T2V folder it saved in the Wan2.1-T2V-1.3B-Diffusers layout)."""
+    from wan_tiny import save_wan_folder
+
+    root = tmp_path / "wan"
+    return save_wan_folder(root, tiny_tokenizer()), root
+
+
+@pytest.fixture
+def wan_folder(wan_saved):
+    return wan_saved[1]

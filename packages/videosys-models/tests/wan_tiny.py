@@ -65,3 +65,62 @@ def build_wan_reference(folder, seed: int = 0, **overrides):
     randomize(model, seed)
     model.save_pretrained(folder, safe_serialization=True)
     return model
+
+
+WAN_SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "prediction_type": "flow_prediction",
+    "use_flow_sigmas": True,
+    "flow_shift": 3.0,
+    "solver_order": 2,
+    "solver_type": "bh2",
+    "predict_x0": True,
+    "lower_order_final": True,
+    "final_sigmas_type": "zero",
+    "timestep_spacing": "linspace",
+}
+"""The flow-matching fields of Wan2.1-T2V-1.3B-Diffusers' ``scheduler/scheduler_config.json`` (UniPC)."""
+
+
+def tiny_wan_vae():
+    """A tiny random ``AutoencoderKLWan`` (temporal factor 4, spatial factor 8) with per-channel latent stats."""
+    import diffusers
+
+    torch.manual_seed(0)
+    z = TINY_WAN["in_channels"]
+    return diffusers.AutoencoderKLWan(
+        base_dim=4,
+        z_dim=z,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        latents_mean=[0.1 * i for i in range(z)],
+        latents_std=[1.0 + 0.5 * i for i in range(z)],
+    ).eval()
+
+
+def tiny_umt5(vocab_size: int):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(0)
+    width = TINY_WAN["text_dim"]
+    config = UMT5Config(vocab_size=vocab_size, d_model=width, d_ff=2 * width, d_kv=8, num_layers=1, num_heads=2)
+    return UMT5EncoderModel(config).eval()
+
+
+def save_wan_folder(root, tokenizer):
+    """A complete tiny Wan 2.1 folder, saved by diffusers' ``WanPipeline`` in the official layout; returns that
+    pipeline (loading it back needs ``accelerate``, for the modules diffusers keeps in float32)."""
+    import diffusers
+
+    transformer = wan_reference_class()(**TINY_WAN).eval()
+    randomize(transformer, seed=6)
+    pipe = diffusers.WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=tiny_umt5(len(tokenizer)),
+        vae=tiny_wan_vae(),
+        transformer=transformer,
+        scheduler=diffusers.UniPCMultistepScheduler.from_config(WAN_SCHEDULER),
+    )
+    pipe.save_pretrained(root, safe_serialization=True)
+    return pipe

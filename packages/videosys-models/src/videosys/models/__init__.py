@@ -8,11 +8,11 @@ diffusers and transformers on first use).
 """
 
 from .loading import CheckpointError, load_backbone
-from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
+from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB, WAN_PAB
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
-from .transformers import DiTTransformer, LatteTransformer, STDiT3
+from .transformers import DiTTransformer, LatteTransformer, STDiT3, WanTransformer
 from .vae import OpenSoraVAE
 
 __version__ = "0.1.0"
@@ -31,6 +31,8 @@ __all__ = [
     "RectifiedFlow",
     "T5TextEncoder",
     "UnknownModelError",
+    "WAN_PAB",
+    "WanTransformer",
     "get_model",
     "list_models",
     "load",

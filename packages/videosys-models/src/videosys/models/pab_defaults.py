@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from videosys.pab import Broadcast, MLPReuse, PABConfig
 
-__all__ = ["EMBEDDED_PAB", "LATTE_PAB", "OPENSORA_PAB"]
+__all__ = ["EMBEDDED_PAB", "LATTE_PAB", "OPENSORA_PAB", "WAN_PAB"]
 
 
 def _loop_positions(steps: tuple[int, ...], num_steps: int) -> tuple[float, ...]:
@@ -47,3 +47,8 @@ EMBEDDED_PAB = PABConfig(
 )
 """videosys-tiny (20 trailing DDIM steps): spatial 2 / temporal 3 / cross 4 on (100, 800), no MLP reuse;
 measured in ``benchmarks/embedded_model.py`` (speed and PSNR against the clip without PAB)."""
+
+WAN_PAB = PABConfig(full=Broadcast(2, window=(100, 850)), cross=Broadcast(6, window=(100, 850)))
+"""Wan 2.1 (full 3-D attention): VideoSys's CogVideoX rule, the fastest-changing attention every 2 steps and
+cross-attention every 6, inside timesteps (100, 850); no MLP reuse. Measured on a Wan-proportioned proxy in
+``benchmarks/wan_pab.py``."""

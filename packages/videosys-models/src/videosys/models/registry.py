@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from videosys.pab import PABConfig
 
-from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
+from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB, WAN_PAB
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "UnknownModelError", "get_model", "list_models", "load"]
 
@@ -79,6 +79,24 @@ MODELS: dict[str, ModelSpec] = {
             },
             pab=OPENSORA_PAB,
             options=("aspect-ratio", "duration", "image", "video", "keep-frames"),
+        ),
+        *(
+            ModelSpec(
+                name=f"wan-2.1-t2v-{size}",
+                task="text-to-video",
+                pipeline="videosys.models.pipelines.wan:WanPipeline",
+                description=f"Wan 2.1 T2V {size.upper()} (Wan-AI/Wan2.1-T2V-{size.upper()}-Diffusers folder layout), "
+                "umT5, UniPC flow matching, Wan VAE",
+                defaults={
+                    "num_frames": 81,
+                    "height": 480,
+                    "width": 832,
+                    "num_inference_steps": 50,
+                    "guidance_scale": 5.0,
+                },
+                pab=WAN_PAB,
+            )
+            for size in ("1.3b", "14b")
         ),
         ModelSpec(
             name="dit-xl-2-256",

@@ -4,6 +4,7 @@ from .base import Component, FrameCondition, IncompleteWeightsError, Pipeline
 from .dit import DiTPipeline
 from .latte import LattePipeline
 from .opensora import OpenSoraPipeline
+from .wan import WanPipeline
 
 __all__ = [
     "Component",
@@ -13,4 +14,5 @@ __all__ = [
     "LattePipeline",
     "OpenSoraPipeline",
     "Pipeline",
+    "WanPipeline",
 ]

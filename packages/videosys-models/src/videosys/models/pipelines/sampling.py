@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "diffusers_class",
     "guide",
     "load_scheduler",
     "make_generator",
@@ -21,6 +22,16 @@ __all__ = [
     "scheduler_step_kwargs",
     "uses_learned_variance",
 ]
+
+
+def diffusers_class(name: str, since: str) -> Any:
+    """diffusers' class ``name``, or ImportError naming the diffusers version that has it (ColossalAI pins 0.29)."""
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if cls is None:
+        raise ImportError(f"{name} needs diffusers >= {since}; this environment has diffusers {diffusers.__version__}")
+    return cls
 
 
 def load_scheduler(folder: str | os.PathLike) -> Any:
