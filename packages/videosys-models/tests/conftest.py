@@ -233,7 +233,9 @@ def opensora_folder(tmp_path):
     root = tmp_path / "opensora"
     shutil.copytree(OPENSORA_FIXTURES / "stdit3", root / "transformer", ignore=shutil.ignore_patterns("*.md"))
     deepen_stdit3(root / "transformer", OPENSORA_DEPTH)
-    shutil.copytree(OPENSORA_FIXTURES / "vae", root / "vae", ignore=shutil.ignore_patterns("*.md", "io.safetensors"))
+    shutil.copytree(
+        OPENSORA_FIXTURES / "vae", root / "vae", ignore=shutil.ignore_patterns("*.md", "io.safetensors")
+    )
     caption_channels = json.loads((root / "transformer" / "config.json").read_text())["caption_channels"]
     tokenizer = tiny_tokenizer()
     tiny_t5(len(tokenizer), caption_channels).save_pretrained(root / "text_encoder", safe_serialization=True)
