@@ -13,7 +13,10 @@ from videosys.models import LATTE_PAB, OPENSORA_PAB, UnknownModelError, get_mode
 
 
 def test_registry_names_and_defaults():
-    assert list_models() == ["dit", "dit-xl-2-256", "dit-xl-2-512", "latte", "opensora-1.2", "videosys-tiny"]
+    assert list_models() == [
+        "dit", "dit-xl-2-256", "dit-xl-2-512", "latte", "opensora-1.2", "videosys-tiny",
+        "wan-2.1-t2v-1.3b", "wan-2.1-t2v-14b",
+    ]  # fmt: skip
     latte = get_model("Latte")
     assert dict(latte.defaults) == {
         "num_frames": 16,
