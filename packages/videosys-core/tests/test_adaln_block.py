@@ -25,10 +25,18 @@ def attention(x, attn, context=None, mask=None):
 
 
 @pytest.mark.parametrize("modulation", ["table", "linear"])
-def test_spatial_block_follows_the_adaln_zero_equations(modulation):
+@pytest.mark.parametrize("wan", [False, True], ids=["plain", "cross-norm-mlp-dim"])
+def test_spatial_block_follows_the_adaln_zero_equations(modulation, wan):
+    """``wan``: an affine LayerNorm before cross-attention and an MLP width that is no multiple of the width."""
     torch.manual_seed(0)
     dim, b, t, s = 8, 2, 3, 4
-    block = AdaLNBlock(dim, 2, "spatial", cross_attention=True, context_dim=6, modulation=modulation)
+    options = {"cross_norm": True, "mlp_dim": 13} if wan else {}
+    block = AdaLNBlock(dim, 2, "spatial", cross_attention=True, context_dim=6, modulation=modulation, **options)
+    assert block.mlp.inner.fc1.out_features == (13 if wan else 32)
+    if wan:
+        with torch.no_grad():
+            block.cross.norm.weight.normal_()
+            block.cross.norm.bias.normal_()
     x = torch.randn(b, t, s, dim)
     cond_width = 6 * dim if modulation == "table" else dim
     cond = Conditioning(
@@ -47,6 +55,8 @@ def test_spatial_block_follows_the_adaln_zero_equations(modulation):
     frames = h.reshape(b * t, s, dim)
     expected = x + gate1 * attention(frames, block.attn.inner).reshape(b, t, s, dim)
     tokens = expected.reshape(b, t * s, dim)
+    if wan:
+        tokens = F.layer_norm(tokens, (dim,), block.cross.norm.weight, block.cross.norm.bias, eps=1e-6)
     expected = expected + attention(tokens, block.cross.inner, cond.context, cond.context_mask).reshape(b, t, s, dim)
     h = F.layer_norm(expected, (dim,), eps=1e-6) * (1 + scale2) + shift2
     mlp = block.mlp.inner
