@@ -40,7 +40,7 @@ class WanPipeline(Pipeline):
     guidance 5.0, empty negative prompt, 16 fps."""
 
     fps = 16
-    OFFICIAL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    OFFICIAL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers or -14B-Diffusers"
     COMPONENTS = (
         Component("transformer", "config.json", "Wan backbone, diffusers WanTransformer3DModel"),
         Component("vae", "config.json", "Wan VAE, AutoencoderKLWan"),
