@@ -132,6 +132,25 @@ def t5_folder(tmp_path):
     return folder
 
 
+def tiny_mt5(vocab_size: int, width: int, encoder_only: bool = True):
+    """A tiny random mT5: the encoder alone, or the whole encoder-decoder as ``google/mt5-xxl`` is published."""
+    from transformers import MT5Config, MT5EncoderModel, MT5ForConditionalGeneration
+
+    torch.manual_seed(1)
+    config = MT5Config(vocab_size=vocab_size, d_model=width, d_ff=2 * width, d_kv=8, num_layers=1, num_heads=2)
+    return (MT5EncoderModel if encoder_only else MT5ForConditionalGeneration)(config).eval()
+
+
+@pytest.fixture
+def mt5_folder(tmp_path):
+    """A tiny random mT5 encoder-decoder and its tokenizer saved side by side, as ``google/mt5-xxl`` ships them."""
+    tokenizer = tiny_tokenizer()
+    folder = tmp_path / "mt5"
+    tiny_mt5(len(tokenizer), 16, encoder_only=False).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def tiny_vae():
     torch.manual_seed(0)
     return diffusers.AutoencoderKL(

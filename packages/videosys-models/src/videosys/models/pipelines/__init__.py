@@ -4,6 +4,7 @@ from .base import Component, FrameCondition, IncompleteWeightsError, Pipeline
 from .dit import DiTPipeline
 from .latte import LattePipeline
 from .opensora import OpenSoraPipeline
+from .opensora_plan import OpenSoraPlanPipeline, OpenSoraPlanV11Pipeline, OpenSoraPlanV12Pipeline
 
 __all__ = [
     "Component",
@@ -12,5 +13,8 @@ __all__ = [
     "IncompleteWeightsError",
     "LattePipeline",
     "OpenSoraPipeline",
+    "OpenSoraPlanPipeline",
+    "OpenSoraPlanV11Pipeline",
+    "OpenSoraPlanV12Pipeline",
     "Pipeline",
 ]
