@@ -1,4 +1,4 @@
-"""Open-Sora-Plan v1.1's backbone equals the original ``LatteT2V`` (v1.1.0) on its saved output, and loads its folders."""
+"""Open-Sora-Plan v1.1's backbone equals the original ``LatteT2V`` (v1.1.0): saved outputs, folders."""
 
 from __future__ import annotations
 
