@@ -41,14 +41,19 @@ the steps the original names by their bf16 timesteps 864, 788, 676: steps 13, 17
 rectified-flow loop at 480p, 51 frames."""
 
 OPENSORA_PLAN_V11_PAB = _pyramid(
-    2, 4, 6, (100, 850), MLPReuse(tuple(range(7)), at=_loop_positions(tuple(range(35, 88, 4)), 159), unit="fraction")
+    2,
+    4,
+    6,
+    (100, 850),
+    MLPReuse(tuple(range(7)), at=_loop_positions(tuple(range(35, 88, 4)), 159), unit="fraction"),
 )
-"""Open-Sora-Plan v1.1: spatial 2 / temporal 4 / cross 6 on (100, 850); MLP of blocks 0-6 reused for 2 steps after
-the steps the original names by their timesteps 738, 714, ..., 426 (every 24): steps 35, 39, ..., 87 of the
-release's 150-step PNDM loop, which calls the model 159 times (its Runge-Kutta warm-up adds 9)."""
+"""Open-Sora-Plan v1.1: spatial 2 / temporal 4 / cross 6 on (100, 850); MLP of layers 0-6 reused for 2 steps
+after each of the 14 steps the original names by their timesteps 738, 714, ..., 426 (every 24): steps 35, 39,
+..., 87 of the 159-iteration loop diffusers' default ``PNDMScheduler`` runs for the release's 150 steps."""
 
 OPENSORA_PLAN_V12_PAB = PABConfig(full=Broadcast(2, window=(100, 850)), cross=Broadcast(6, window=(100, 850)))
-"""Open-Sora-Plan v1.2: full 3-D attention every 2 steps, cross-attention every 6, on (100, 850); no MLP reuse."""
+"""Open-Sora-Plan v1.2 (full 3-D attention, no spatial or temporal kind): full 2 / cross 6 on (100, 850), no
+MLP reuse."""
 
 EMBEDDED_PAB = PABConfig(
     spatial=Broadcast(2, window=(100, 800)),

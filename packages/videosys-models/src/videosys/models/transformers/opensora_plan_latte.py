@@ -1,0 +1,135 @@
+"""Open-Sora-Plan v1.1's text-to-video backbone (upstream ``LatteT2V``) on Latte's parts.
+
+The release is Latte with three differences, all here: the temporal position table's frame positions
+are divided by an interpolation scale derived from the latent frame count (1 for ``65x512x512``, 3 for
+``221x512x512``), the table is added whenever temporal attention runs, and the caption projection
+carries a null-caption table (``caption_projection.y_embedding``) that only training reads.
+:meth:`OpenSoraPlanLatte.from_diffusers_config` and :meth:`OpenSoraPlanLatte.convert_diffusers_state_dict`
+read the release's ``65x512x512/`` and ``221x512x512/`` folders (``config.json`` +
+``diffusion_pytorch_model.safetensors``) through :func:`videosys.models.loading.load_backbone`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .common import require_config
+from .latte import LatteTransformer
+
+__all__ = ["OpenSoraPlanLatte", "release_temporal_scale"]
+
+UNUSED_KEYS = ("caption_projection.y_embedding",)
+"""Checkpoint tensors inference never reads: the null caption training substitutes for dropped prompts."""
+
+
+def release_temporal_scale(video_length: int) -> int:
+    """The release's divisor of temporal positions: latent frames over Latte's 16, ``(n - 1) // 16`` for odd ``n``.
+
+    17 latent frames (65 video frames) give 1, 56 (221 video frames) give 3; never below 1.
+    """
+    frames = video_length - 1 if video_length % 2 == 1 else video_length
+    return max(frames // 16, 1)
+
+
+class OpenSoraPlanLatte(LatteTransformer):
+    """Open-Sora-Plan v1.1's denoiser: ``(B, C, T, H, W)`` latents, timesteps and T5 features to noise and variance.
+
+    Called like :class:`LatteTransformer` (``enable_temporal_attentions=False`` samples images).
+    ``T`` may be at most ``video_length`` (the release runs exactly ``video_length`` frames); the
+    first ``T`` rows of the temporal table are added. Defaults are the ``65x512x512`` checkpoint's.
+    """
+
+    single_frame_positions = True
+
+    def __init__(
+        self,
+        *,
+        num_layers: int = 28,
+        num_heads: int = 16,
+        head_dim: int = 72,
+        in_channels: int = 4,
+        out_channels: int = 8,
+        patch_size: int = 2,
+        sample_size: int = 64,
+        caption_channels: int = 4096,
+        video_length: int = 17,
+        attention_bias: bool = True,
+        norm_eps: float = 1e-6,
+        temporal_interpolation_scale: float | None = None,
+    ) -> None:
+        """``temporal_interpolation_scale=None`` derives it from ``video_length`` as the release does."""
+        if temporal_interpolation_scale is None:
+            temporal_interpolation_scale = release_temporal_scale(video_length)
+        super().__init__(
+            num_layers=num_layers,
+            num_heads=num_heads,
+            head_dim=head_dim,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            patch_size=patch_size,
+            sample_size=sample_size,
+            caption_channels=caption_channels,
+            video_length=video_length,
+            attention_bias=attention_bias,
+            norm_eps=norm_eps,
+            temporal_interpolation_scale=max(temporal_interpolation_scale, 1),
+        )
+
+    @classmethod
+    def from_diffusers_config(cls, config: dict[str, Any]) -> OpenSoraPlanLatte:
+        """Build the architecture a release ``config.json`` (``_class_name: LatteT2V``) describes."""
+        require_config(
+            config,
+            "LatteT2V",
+            norm_type="ada_norm_single",
+            activation_fn="gelu-approximate",
+            norm_elementwise_affine=False,
+            use_rope=False,
+            compress_kv_factor=1,
+            patch_size_t=1,
+            attention_type="default",
+            only_cross_attention=False,
+            double_self_attention=False,
+            num_vector_embeds=None,
+        )
+        for key in ("in_channels", "patch_size", "sample_size", "caption_channels"):
+            if config.get(key) is None:
+                raise ValueError(f"LatteT2V config has no {key}; the release's config.json sets it")
+        heads, head_dim = config.get("num_attention_heads", 16), config.get("attention_head_dim", 88)
+        cross_dim = config.get("cross_attention_dim")
+        if cross_dim is not None and cross_dim != heads * head_dim:
+            raise ValueError(
+                f"LatteT2V config has cross_attention_dim={cross_dim}; the caption projection feeds the width "
+                f"{heads * head_dim}, so it must equal num_attention_heads * attention_head_dim"
+            )
+        sample_size = config["sample_size"]
+        if isinstance(sample_size, (list, tuple)):
+            if len(sample_size) != 2 or sample_size[0] != sample_size[1]:
+                raise ValueError(
+                    f"LatteT2V config has sample_size={sample_size}; VideoSys implements a square latent size "
+                    "[n, n] (the release's [64, 64])"
+                )
+            sample_size = sample_size[0]
+        in_channels = config["in_channels"]
+        return cls(
+            num_layers=config.get("num_layers", 1),
+            num_heads=heads,
+            head_dim=head_dim,
+            in_channels=in_channels,
+            out_channels=config.get("out_channels") or in_channels,
+            patch_size=config["patch_size"],
+            sample_size=sample_size,
+            caption_channels=config["caption_channels"],
+            video_length=config.get("video_length", 16),
+            attention_bias=config.get("attention_bias", False),
+            norm_eps=config.get("norm_eps", 1e-5),
+            temporal_interpolation_scale=config.get("interpolation_scale_1d"),
+        )
+
+    @staticmethod
+    def convert_diffusers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The release's key names (diffusers Latte's) to ours, without the tensors inference never reads."""
+        kept = {key: value for key, value in state_dict.items() if key not in UNUSED_KEYS}
+        return LatteTransformer.convert_diffusers_state_dict(kept)
