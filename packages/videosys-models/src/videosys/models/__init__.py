@@ -12,7 +12,7 @@ from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
-from .transformers import DiTTransformer, LatteTransformer, STDiT3
+from .transformers import DiTTransformer, LatteTransformer, OpenSoraPlanT2V, STDiT3
 from .vae import OpenSoraVAE
 
 __version__ = "0.1.0"
@@ -27,6 +27,7 @@ __all__ = [
     "STDiT3",
     "ModelSpec",
     "OPENSORA_PAB",
+    "OpenSoraPlanT2V",
     "OpenSoraVAE",
     "RectifiedFlow",
     "T5TextEncoder",

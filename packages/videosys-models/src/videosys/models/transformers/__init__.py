@@ -2,6 +2,7 @@
 
 from .dit import DiTTransformer
 from .latte import LatteBlock, LatteTransformer
+from .opensora_plan_t2v import OpenSoraPlanT2V
 from .stdit3 import STDiT3, STDiT3Conditioning
 
-__all__ = ["DiTTransformer", "LatteBlock", "LatteTransformer", "STDiT3", "STDiT3Conditioning"]
+__all__ = ["DiTTransformer", "LatteBlock", "LatteTransformer", "OpenSoraPlanT2V", "STDiT3", "STDiT3Conditioning"]
