@@ -8,7 +8,7 @@ diffusers and transformers on first use).
 """
 
 from .loading import CheckpointError, load_backbone
-from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
+from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB, OPENSORA_PLAN_V12_PAB
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
@@ -27,6 +27,7 @@ __all__ = [
     "STDiT3",
     "ModelSpec",
     "OPENSORA_PAB",
+    "OPENSORA_PLAN_V12_PAB",
     "OpenSoraPlanT2V",
     "OpenSoraVAE",
     "RectifiedFlow",
