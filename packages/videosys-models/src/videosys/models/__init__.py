@@ -12,7 +12,7 @@ from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB, OPENSORA_PLAN_V
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
-from .transformers import DiTTransformer, LatteTransformer, OpenSoraPlanLatte, STDiT3
+from .transformers import DiTTransformer, LatteTransformer, OpenSoraPlanLatte, OpenSoraPlanT2V, STDiT3
 from .vae import OpenSoraVAE
 
 __version__ = "0.1.0"
@@ -25,6 +25,7 @@ __all__ = [
     "DiTTransformer",
     "LatteTransformer",
     "OpenSoraPlanLatte",
+    "OpenSoraPlanT2V",
     "STDiT3",
     "ModelSpec",
     "OPENSORA_PAB",

@@ -3,6 +3,7 @@
 from .dit import DiTTransformer
 from .latte import LatteBlock, LatteTransformer
 from .opensora_plan_latte import OpenSoraPlanLatte
+from .opensora_plan_t2v import OpenSoraPlanT2V
 from .stdit3 import STDiT3, STDiT3Conditioning
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "LatteBlock",
     "LatteTransformer",
     "OpenSoraPlanLatte",
+    "OpenSoraPlanT2V",
     "STDiT3",
     "STDiT3Conditioning",
 ]
