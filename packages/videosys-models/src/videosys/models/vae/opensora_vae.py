@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..loading import CheckpointError, check_keys, read_config
-from .temporal_vae import DiagonalGaussian, TemporalVAE, TemporalVAEConfig
+from .common import DiagonalGaussian
+from .temporal_vae import TemporalVAE, TemporalVAEConfig
 
 __all__ = [
     "ARCHITECTURE_FILE",
