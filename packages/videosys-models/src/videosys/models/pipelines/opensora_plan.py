@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -27,11 +27,10 @@ from videosys.core.io import to_uint8_frames
 
 from ..loading import load_backbone
 from ..text_encoders import PromptFeatures, encode_prompts, load_text_encoder, mask_features
+from ..transformers import OpenSoraPlanLatte, OpenSoraPlanT2V
+from ..vae.causal_vae import TILING_V1_1, TILING_V1_2, CausalVAE, CausalVAETiling
 from .base import Component, Pipeline
 from .sampling import load_scheduler, make_generator, random_latents
-
-if TYPE_CHECKING:
-    from ..vae.causal_vae import CausalVAE
 
 __all__ = ["OpenSoraPlanPipeline", "OpenSoraPlanV11Pipeline", "OpenSoraPlanV12Pipeline"]
 
@@ -60,14 +59,14 @@ class OpenSoraPlanPipeline(Pipeline):
     fps = 24
     VARIANTS: ClassVar[tuple[str, ...]]
     """The transformer folders of the release; the first is the default."""
-    BACKBONE: ClassVar[str]
-    """The backbone class in :mod:`videosys.models.transformers`, and what it is upstream."""
+    BACKBONE: ClassVar[type[OpenSoraPlanLatte | OpenSoraPlanT2V]]
     BACKBONE_UPSTREAM: ClassVar[str]
+    """The backbone's class name upstream, for messages."""
     TEXT_TOKENS: ClassVar[int]
     SCHEDULER: ClassVar[tuple[str, dict[str, Any]]]
     """The release's sampler: diffusers class name and the config its sample script builds it with (the
     defaults of diffusers at the time, spelled out so a later diffusers cannot change them)."""
-    TILING: ClassVar[dict[str, Any]]
+    TILING: ClassVar[CausalVAETiling]
     """The CausalVAE tiling the release's sample script sets (``--enable_tiling``)."""
 
     def __init__(
@@ -152,16 +151,12 @@ class OpenSoraPlanPipeline(Pipeline):
         ``tiling`` decodes in tiles with the release's settings (they leave small videos whole)."""
         from transformers import AutoTokenizer
 
-        from .. import transformers as backbones
-        from ..vae.causal_vae import CausalVAE
-
         variant = variant or cls.VARIANTS[0]
-        vae = CausalVAE.from_pretrained(root / "vae").to(device=device, dtype=dtype).eval()
+        vae = CausalVAE.from_pretrained(root / "vae", dtype=dtype, device=device, allow_bin=allow_bin)
         if tiling:
-            vae.enable_tiling(**cls.TILING)
-        backbone = getattr(backbones, cls.BACKBONE)
+            vae.enable_tiling(cls.TILING)
         return cls(
-            transformer=load_backbone(backbone, root / variant, dtype=dtype, device=device, allow_bin=allow_bin),
+            transformer=load_backbone(cls.BACKBONE, root / variant, dtype=dtype, device=device, allow_bin=allow_bin),
             vae=vae,
             text_encoder=load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
             tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
@@ -174,11 +169,6 @@ class OpenSoraPlanPipeline(Pipeline):
     @property
     def vae_dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
-
-    def latent_shape(self, batch: int, frames: int, height: int, width: int) -> tuple[int, ...]:
-        channels = self.transformer.in_channels
-        latent_frames = (frames - 1) // TEMPORAL_FACTOR + 1
-        return batch, channels, latent_frames, height // SPATIAL_FACTOR, width // SPATIAL_FACTOR
 
     def decode(self, latents: torch.Tensor, frames: int) -> torch.Tensor:
         """Float videos ``(B, 3, frames, H, W)`` in about [-1, 1] from the sampled (scaled) latents."""
@@ -219,10 +209,18 @@ class OpenSoraPlanPipeline(Pipeline):
             raise ValueError(
                 f"height and width must be multiples of {factor} for this transformer, got {height}x{width}"
             )
+        from diffusers import PNDMScheduler
+
+        if isinstance(self.scheduler, PNDMScheduler) and not self.scheduler.config.skip_prk_steps:
+            if num_inference_steps < 4:
+                raise ValueError(
+                    f"num_inference_steps {num_inference_steps}: the PNDM sampler needs at least 4 (its Runge-Kutta "
+                    "warm-up takes 4 steps)"
+                )
         generator = make_generator(seed, generator)
         guided = guidance_scale > 1.0
         text = self.encode_prompt(prompts, negative_prompt, guided)
-        shape = self.latent_shape(len(prompts), frames, height, width)
+        shape = (len(prompts), *self.vae.latent_shape(frames, height, width))
         latents = random_latents(shape, generator, self.device, torch.float32)
         latents = self.denoise(
             self._model_fn(text),
@@ -257,7 +255,7 @@ class OpenSoraPlanV11Pipeline(OpenSoraPlanPipeline):
 
     OFFICIAL = "LanguageBind/Open-Sora-Plan-v1.1.0"
     VARIANTS = ("65x512x512", "221x512x512")
-    BACKBONE = "OpenSoraPlanLatte"
+    BACKBONE = OpenSoraPlanLatte
     BACKBONE_UPSTREAM = "LatteT2V"
     TEXT_TOKENS = 300
     CUDA_DTYPE = torch.float16  # the release samples every part in float16
@@ -275,11 +273,7 @@ class OpenSoraPlanV11Pipeline(OpenSoraPlanPipeline):
             "steps_offset": 0,
         },
     )
-    TILING: ClassVar[dict[str, Any]] = {
-        "tile_sample_min_size": 256,
-        "tile_sample_min_size_t": 65,
-        "tile_overlap_factor": 0.25,
-    }
+    TILING = TILING_V1_1
     COMPONENTS = (
         Component("vae", "config.json", "CausalVAE 4x8x8 of the release"),
         Component("text_encoder", "config.json", "T5 v1.1 XXL encoder, DeepFloyd/t5-v1_1-xxl"),
@@ -349,7 +343,7 @@ class OpenSoraPlanV12Pipeline(OpenSoraPlanPipeline):
 
     OFFICIAL = "LanguageBind/Open-Sora-Plan-v1.2.0"
     VARIANTS = ("93x720p", "93x480p", "29x720p", "29x480p")
-    BACKBONE = "OpenSoraPlanT2V"
+    BACKBONE = OpenSoraPlanT2V
     BACKBONE_UPSTREAM = "OpenSoraT2V"
     TEXT_TOKENS = 512
     CUDA_DTYPE = torch.bfloat16  # the release samples every part in bfloat16
@@ -366,11 +360,7 @@ class OpenSoraPlanV12Pipeline(OpenSoraPlanPipeline):
             "steps_offset": 0,
         },
     )
-    TILING: ClassVar[dict[str, Any]] = {
-        "tile_sample_min_size": 512,
-        "tile_sample_min_size_t": 29,
-        "tile_overlap_factor": 0.125,
-    }
+    TILING = TILING_V1_2
     COMPONENTS = (
         Component("vae", "config.json", "CausalVAE 4x8x8 of the release"),
         Component("text_encoder", "config.json", "mT5-XXL encoder, google/mt5-xxl"),
