@@ -94,3 +94,10 @@ def test_mask_feature_cuts_one_prompt_and_zeroes_a_batch_padding():
     expected[1, 3:] = 0
     assert torch.equal(zeroed, expected) and whole is negative
     assert mask_features(features[:1], mask[:1], None)[1] is None
+
+
+def test_half_precision_keeps_the_feed_forward_output_in_float32(t5_folder):
+    """As ``from_pretrained(torch_dtype=float16)`` loads T5 in the original pipelines (v1.1 XXL overflows without)."""
+    encoder = load_text_encoder(t5_folder, dtype=torch.float16)
+    assert encoder.encoder.block[0].layer[1].DenseReluDense.wo.weight.dtype == torch.float32
+    assert encoder.shared.weight.dtype == torch.float16

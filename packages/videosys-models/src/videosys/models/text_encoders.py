@@ -40,6 +40,8 @@ def load_text_encoder(
     """The encoder of a T5, mT5 or umT5 folder (a full encoder-decoder checkpoint works too: only the encoder is
     kept), in eval mode on ``device``/``dtype``; nothing is fetched from a hub.
 
+    ``dtype`` is given to ``from_pretrained``, as the original pipelines load it, so transformers keeps the
+    feed-forward output layers (``wo``) in float32: T5 v1.1 XXL overflows in float16 without that.
     Safetensors weights are required unless ``allow_bin=True`` (pickled ``.bin``: trusted files only).
     """
     import transformers
@@ -54,8 +56,11 @@ def load_text_encoder(
     if model_type not in ENCODER_CLASSES:
         raise ValueError(f"{path} has model_type {model_type!r}; expected one of {', '.join(ENCODER_CLASSES)}")
     cls = getattr(transformers, ENCODER_CLASSES[model_type])
-    encoder = cls.from_pretrained(folder, use_safetensors=None if allow_bin else True, local_files_only=True)
-    return encoder.to(device=device, dtype=dtype).eval()
+    dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"  # renamed in 5.0
+    encoder = cls.from_pretrained(
+        folder, use_safetensors=None if allow_bin else True, local_files_only=True, **{dtype_key: dtype}
+    )
+    return encoder.to(device).eval()
 
 
 @dataclass(frozen=True)

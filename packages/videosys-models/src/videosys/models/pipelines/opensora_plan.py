@@ -8,15 +8,16 @@ published separately (``DeepFloyd/t5-v1_1-xxl``, ``google/mt5-xxl``); the weight
 
 Sampling follows the releases' sample scripts (PKU-YuanGroup/Open-Sora-Plan, ``opensora/sample/`` at tags
 v1.1.0 and v1.2.0) and is checked against a loop written from them with the diffusers schedulers: prompts
-lower-cased and stripped, guidance over the noise channels, the CausalVAE's latents scaled by 0.18215, videos
-cut to the requested frames. Two deliberate differences: the sampler's latents stay in float32 whatever the
-model's dtype (the originals keep them in the text encoder's fp16/bf16), and ``num_frames`` must be 1 + 4k,
-the lengths the CausalVAE decodes to exactly (the originals accept others and return fewer frames).
+lower-cased and stripped, guidance over the noise channels, the CausalVAE's latents scaled by 0.18215. Two
+deliberate differences: the sampler's latents stay in float32 whatever the model's dtype (the originals keep
+them in the text encoder's fp16/bf16), and ``num_frames`` must be 1 + 4k, the lengths the CausalVAE decodes to
+exactly (the originals accept others and return fewer frames).
 """
 
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -29,7 +30,7 @@ from ..loading import load_backbone
 from ..text_encoders import PromptFeatures, encode_prompts, load_text_encoder, mask_features
 from ..transformers import OpenSoraPlanLatte, OpenSoraPlanT2V
 from ..vae.causal_vae import TILING_V1_1, TILING_V1_2, CausalVAE, CausalVAETiling
-from .base import Component, Pipeline
+from .base import Component, ModelFn, Pipeline
 from .sampling import load_scheduler, make_generator, random_latents
 
 __all__ = ["OpenSoraPlanPipeline", "OpenSoraPlanV11Pipeline", "OpenSoraPlanV12Pipeline"]
@@ -63,6 +64,7 @@ class OpenSoraPlanPipeline(Pipeline):
     BACKBONE_UPSTREAM: ClassVar[str]
     """The backbone's class name upstream, for messages."""
     TEXT_TOKENS: ClassVar[int]
+    """Text tokens the release encodes each prompt to."""
     SCHEDULER: ClassVar[tuple[str, dict[str, Any]]]
     """The release's sampler: diffusers class name and the config its sample script builds it with (the
     defaults of diffusers at the time, spelled out so a later diffusers cannot change them)."""
@@ -83,14 +85,14 @@ class OpenSoraPlanPipeline(Pipeline):
     # -- the release's folders ---------------------------------------------------------------------------------
 
     @classmethod
+    @abstractmethod
     def variant_size(cls, variant: str) -> tuple[int, int, int]:
         """``(frames, height, width)`` a variant's folder name stands for, or ValueError."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def variant_of(cls, num_frames: int, height: int, width: int) -> str:
         """The folder name of a length and size, or ValueError naming the sizes the release's names use."""
-        raise NotImplementedError
 
     @classmethod
     def layout(cls) -> str:
@@ -170,19 +172,18 @@ class OpenSoraPlanPipeline(Pipeline):
     def vae_dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
 
-    def decode(self, latents: torch.Tensor, frames: int) -> torch.Tensor:
-        """Float videos ``(B, 3, frames, H, W)`` in about [-1, 1] from the sampled (scaled) latents."""
-        video = self.vae.decode((latents / LATENT_SCALE).to(self.vae_dtype))
-        return video[:, :, :frames].float()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Float videos ``(B, 3, 1 + 4(T - 1), H, W)`` from sampled (scaled) latents ``(B, 4, T, h, w)``."""
+        return self.vae.decode((latents / LATENT_SCALE).to(self.vae_dtype)).float()
 
     def encode_prompt(self, prompts: list[str], negative_prompt: str, guided: bool) -> PromptFeatures:
         """Text features of the prompts and, when ``guided``, of the negative prompt (:attr:`TEXT_TOKENS` each)."""
         negative = negative_prompt if guided else None
         return encode_prompts(self.tokenizer, self.text_encoder, prompts, negative, self.TEXT_TOKENS)
 
-    def _model_fn(self, text: PromptFeatures) -> Any:
+    @abstractmethod
+    def _model_fn(self, text: PromptFeatures) -> ModelFn:
         """``model_fn(x, t)`` for :meth:`Pipeline.denoise`: the backbone given the text its release gives it."""
-        raise NotImplementedError
 
     def _generate(
         self,
@@ -233,7 +234,7 @@ class OpenSoraPlanPipeline(Pipeline):
         )
         if output_type == "latent":
             return latents
-        video = self.decode(latents, frames)
+        video = self.decode(latents)
         if output_type == "video":
             return video
         return [to_uint8_frames(v) for v in video]
@@ -297,7 +298,7 @@ class OpenSoraPlanV11Pipeline(OpenSoraPlanPipeline):
     def variant_of(cls, num_frames: int, height: int, width: int) -> str:
         return f"{num_frames}x{height}x{width}"
 
-    def _model_fn(self, text: PromptFeatures) -> Any:
+    def _model_fn(self, text: PromptFeatures) -> ModelFn:
         features, negative = mask_features(text.features, text.mask, text.negative)
         context = features if negative is None else torch.cat([features, negative])
         model_dtype = self.dtype
@@ -387,7 +388,7 @@ class OpenSoraPlanV12Pipeline(OpenSoraPlanPipeline):
             raise ValueError(f"Open-Sora-Plan v1.2's transformer folders are for {sizes}, not {width}x{height}")
         return f"{num_frames}x{names[height, width]}"
 
-    def _model_fn(self, text: PromptFeatures) -> Any:
+    def _model_fn(self, text: PromptFeatures) -> ModelFn:
         guided = text.negative is not None
         context = torch.cat([text.features, text.negative]) if guided else text.features
         mask = torch.cat([text.mask, text.negative_mask]) if guided else text.mask
