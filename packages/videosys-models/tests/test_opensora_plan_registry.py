@@ -85,7 +85,7 @@ def test_release_folders_and_their_sizes():
     [
         (OpenSoraPlanV11Pipeline, {"num_frames": 64}, "num_frames 64: expected 1 + 4k frames"),
         (OpenSoraPlanV11Pipeline, {"height": 500}, "height and width must be positive multiples of 8, got 500x512"),
-        (OpenSoraPlanV11Pipeline, {"prompt_template": "{}"}, "OpenSoraPlanV11Pipeline takes no argument prompt_tem"),
+        (OpenSoraPlanV11Pipeline, {"aspect_ratio": "9:16"}, "OpenSoraPlanV11Pipeline takes no argument aspect_ratio"),
         (OpenSoraPlanV12Pipeline, {"num_frames": 0}, "num_frames 0: expected 1 + 4k frames"),
     ],
 )
@@ -109,7 +109,7 @@ def test_models_lists_both_with_defaults_and_folders(capsys):
     assert "PAB: full every 2 in (100, 850), cross every 6 in (100, 850)\n" in stdout
     assert "weights folder (LanguageBind/Open-Sora-Plan-v1.1.0): one of 65x512x512/, 221x512x512/ (LatteT2V" in stdout
     assert "(LanguageBind/Open-Sora-Plan-v1.2.0): one of 93x720p/, 93x480p/, 29x720p/, 29x480p/" in stdout
-    assert "text_encoder/ (mT5-XXL encoder, google/mt5-xxl), tokenizer/ (mT5 tokenizer, google/mt5-xxl)" in stdout
+    assert "text_encoder/ (mT5-XXL encoder, google/mt5-xxl), tokenizer/ (mT5-XXL tokenizer, google/mt5-xxl)" in stdout
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from ..vae.causal_vae import TILING_V1_1, TILING_V1_2, CausalVAE, CausalVAETilin
 from .base import Component, ModelFn, Pipeline
 from .sampling import load_scheduler, make_generator, random_latents
 
-__all__ = ["OpenSoraPlanPipeline", "OpenSoraPlanV11Pipeline", "OpenSoraPlanV12Pipeline"]
+__all__ = ["OpenSoraPlanPipeline", "OpenSoraPlanV11Pipeline", "OpenSoraPlanV12Pipeline", "release_components"]
 
 LATENT_SCALE = 0.18215
 """Both releases' ``CausalVAEModelWrapper`` multiply the VAE's latents by it before the transformer sees them."""
@@ -48,6 +48,27 @@ V12_NEGATIVE_PROMPT = (
     "worst quality, \n    low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry.\n    "
 )
 """The negative prompt of v1.2.0's ``sample_t2v.py``."""
+
+
+TRAINING_SCHEDULE = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "prediction_type": "epsilon",
+    "steps_offset": 0,
+}
+"""The noise schedule both releases trained with (DDPM's linear betas), shared by their samplers' configs."""
+
+
+def release_components(encoder: str, encoder_folder: str, sampler: str) -> tuple[Component, ...]:
+    """The entries beside a release's transformer folders: its VAE, the text encoder added to it, a sampler."""
+    return (
+        Component("vae", "config.json", "CausalVAE 4x8x8 of the release"),
+        Component("text_encoder", "config.json", f"{encoder} encoder, {encoder_folder}"),
+        Component("tokenizer", "tokenizer_config.json", f"{encoder} tokenizer, {encoder_folder}"),
+        Component("scheduler", "scheduler_config.json", f"a diffusers sampler; default {sampler}", required=False),
+    )
 
 
 class OpenSoraPlanPipeline(Pipeline):
@@ -70,6 +91,12 @@ class OpenSoraPlanPipeline(Pipeline):
     defaults of diffusers at the time, spelled out so a later diffusers cannot change them)."""
     TILING: ClassVar[CausalVAETiling]
     """The CausalVAE tiling the release's sample script sets (``--enable_tiling``)."""
+    STEPS: ClassVar[int]
+    """Sampling steps of the release's sample scripts."""
+    NEGATIVE_PROMPT: ClassVar[str] = ""
+    """The unconditional text of guidance."""
+    PROMPT_TEMPLATE: ClassVar[str] = "{}"
+    """Where each prompt goes in the text the encoder reads."""
 
     def __init__(
         self, transformer: Any, vae: CausalVAE, text_encoder: Any, tokenizer: Any, scheduler: Any, variant: str
@@ -185,21 +212,37 @@ class OpenSoraPlanPipeline(Pipeline):
     def _model_fn(self, text: PromptFeatures) -> ModelFn:
         """``model_fn(x, t)`` for :meth:`Pipeline.denoise`: the backbone given the text its release gives it."""
 
-    def _generate(
+    @torch.no_grad()
+    def __call__(
         self,
-        prompts: list[str],
-        negative_prompt: str,
+        prompt: str | list[str],
         *,
-        num_frames: int | None,
-        height: int | None,
-        width: int | None,
-        num_inference_steps: int,
-        guidance_scale: float,
-        seed: int | None,
-        generator: torch.Generator | None,
-        output_type: str,
-        progress: bool,
+        negative_prompt: str | None = None,
+        prompt_template: str | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float = 7.5,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        output_type: Literal["frames", "latent", "video"] = "frames",
+        progress: bool = True,
     ) -> list[np.ndarray] | torch.Tensor:
+        """Generate one video per prompt: ``num_frames`` (1 + 4k) at ``height`` x ``width``, the loaded variant's
+        where None. Each prompt is put into ``prompt_template`` (``"{}"``: the prompt alone). None takes the
+        release's :attr:`NEGATIVE_PROMPT`, :attr:`PROMPT_TEMPLATE` and :attr:`STEPS`. ``output_type``:
+        ``"frames"`` (uint8 ``(T, H, W, 3)`` arrays), ``"latent"`` or ``"video"`` (floats ``(B, 3, T, H, W)`` in
+        about [-1, 1])."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+        template = self.PROMPT_TEMPLATE if prompt_template is None else prompt_template
+        if "{}" not in template:
+            raise ValueError(f"prompt_template must hold '{{}}' where the prompt goes, got {template!r}")
+        prompts = [template.format(p) for p in prompts]
+        negative_prompt = self.NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+        num_inference_steps = self.STEPS if num_inference_steps is None else num_inference_steps
         if output_type not in ("frames", "latent", "video"):
             raise ValueError(f"output_type must be 'frames', 'latent' or 'video', got {output_type!r}")
         asked = {"num_frames": num_frames, "height": height, "width": width}
@@ -239,13 +282,6 @@ class OpenSoraPlanPipeline(Pipeline):
             return video
         return [to_uint8_frames(v) for v in video]
 
-    @staticmethod
-    def _prompts(prompt: str | list[str]) -> list[str]:
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-        return prompts
-
 
 class OpenSoraPlanV11Pipeline(OpenSoraPlanPipeline):
     """Open-Sora-Plan v1.1. Defaults: the variant's length at 512x512 (65 frames), 150 PNDM steps, cfg 7.5, 24 fps.
@@ -262,25 +298,11 @@ class OpenSoraPlanV11Pipeline(OpenSoraPlanPipeline):
     CUDA_DTYPE = torch.float16  # the release samples every part in float16
     SCHEDULER = (
         "PNDMScheduler",
-        {
-            "num_train_timesteps": 1000,
-            "beta_start": 0.0001,
-            "beta_end": 0.02,
-            "beta_schedule": "linear",
-            "skip_prk_steps": False,
-            "set_alpha_to_one": False,
-            "prediction_type": "epsilon",
-            "timestep_spacing": "leading",
-            "steps_offset": 0,
-        },
+        {**TRAINING_SCHEDULE, "skip_prk_steps": False, "set_alpha_to_one": False, "timestep_spacing": "leading"},
     )
     TILING = TILING_V1_1
-    COMPONENTS = (
-        Component("vae", "config.json", "CausalVAE 4x8x8 of the release"),
-        Component("text_encoder", "config.json", "T5 v1.1 XXL encoder, DeepFloyd/t5-v1_1-xxl"),
-        Component("tokenizer", "tokenizer_config.json", "T5 tokenizer, DeepFloyd/t5-v1_1-xxl"),
-        Component("scheduler", "scheduler_config.json", "a diffusers sampler; default PNDM", required=False),
-    )
+    STEPS = 150
+    COMPONENTS = release_components("T5 v1.1 XXL", "DeepFloyd/t5-v1_1-xxl", "PNDM")
     _NAME = re.compile(r"^(\d+)x(\d+)x(\d+)$")
 
     @classmethod
@@ -308,31 +330,6 @@ class OpenSoraPlanV11Pipeline(OpenSoraPlanPipeline):
 
         return model_fn
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        prompt: str | list[str],
-        *,
-        negative_prompt: str = "",
-        num_frames: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        num_inference_steps: int = 150,
-        guidance_scale: float = 7.5,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-        output_type: Literal["frames", "latent", "video"] = "frames",
-        progress: bool = True,
-    ) -> list[np.ndarray] | torch.Tensor:
-        """Generate one video per prompt: ``num_frames`` (1 + 4k) at ``height`` x ``width``, the loaded variant's
-        where None. ``output_type``: ``"frames"`` (uint8 ``(T, H, W, 3)`` arrays), ``"latent"`` or ``"video"``
-        (floats ``(B, 3, T, H, W)`` in about [-1, 1])."""
-        return self._generate(
-            self._prompts(prompt), negative_prompt, num_frames=num_frames, height=height, width=width,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed, generator=generator,
-            output_type=output_type, progress=progress,
-        )  # fmt: skip
-
 
 class OpenSoraPlanV12Pipeline(OpenSoraPlanPipeline):
     """Open-Sora-Plan v1.2. Defaults: the variant's length and size (93 frames at 1280x720), 100 EulerAncestral
@@ -349,25 +346,12 @@ class OpenSoraPlanV12Pipeline(OpenSoraPlanPipeline):
     TEXT_TOKENS = 512
     CUDA_DTYPE = torch.bfloat16  # the release samples every part in bfloat16
     RESOLUTIONS: ClassVar[dict[str, tuple[int, int]]] = {"480p": (480, 640), "720p": (720, 1280)}
-    SCHEDULER = (
-        "EulerAncestralDiscreteScheduler",
-        {
-            "num_train_timesteps": 1000,
-            "beta_start": 0.0001,
-            "beta_end": 0.02,
-            "beta_schedule": "linear",
-            "prediction_type": "epsilon",
-            "timestep_spacing": "linspace",
-            "steps_offset": 0,
-        },
-    )
+    SCHEDULER = ("EulerAncestralDiscreteScheduler", {**TRAINING_SCHEDULE, "timestep_spacing": "linspace"})
     TILING = TILING_V1_2
-    COMPONENTS = (
-        Component("vae", "config.json", "CausalVAE 4x8x8 of the release"),
-        Component("text_encoder", "config.json", "mT5-XXL encoder, google/mt5-xxl"),
-        Component("tokenizer", "tokenizer_config.json", "mT5 tokenizer, google/mt5-xxl"),
-        Component("scheduler", "scheduler_config.json", "a diffusers sampler; default EulerAncestral", required=False),
-    )
+    STEPS = 100
+    NEGATIVE_PROMPT = V12_NEGATIVE_PROMPT
+    PROMPT_TEMPLATE = V12_POSITIVE_TEMPLATE
+    COMPONENTS = release_components("mT5-XXL", "google/mt5-xxl", "EulerAncestral")
     _NAME = re.compile(r"^(\d+)x(\d+p)$")
 
     @classmethod
@@ -398,32 +382,3 @@ class OpenSoraPlanV12Pipeline(OpenSoraPlanPipeline):
             return self.transformer(x.to(model_dtype), t, context.to(model_dtype), encoder_attention_mask=mask)
 
         return model_fn
-
-    @torch.no_grad()
-    def __call__(
-        self,
-        prompt: str | list[str],
-        *,
-        negative_prompt: str = V12_NEGATIVE_PROMPT,
-        prompt_template: str = V12_POSITIVE_TEMPLATE,
-        num_frames: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        num_inference_steps: int = 100,
-        guidance_scale: float = 7.5,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-        output_type: Literal["frames", "latent", "video"] = "frames",
-        progress: bool = True,
-    ) -> list[np.ndarray] | torch.Tensor:
-        """Generate one video per prompt, each put into ``prompt_template`` (``"{}"`` for the prompt alone):
-        ``num_frames`` (1 + 4k) at ``height`` x ``width``, the loaded variant's where None. ``output_type``:
-        ``"frames"`` (uint8 ``(T, H, W, 3)`` arrays), ``"latent"`` or ``"video"`` (floats ``(B, 3, T, H, W)``)."""
-        prompts = self._prompts(prompt)
-        if "{}" not in prompt_template:
-            raise ValueError(f"prompt_template must hold '{{}}' where the prompt goes, got {prompt_template!r}")
-        return self._generate(
-            [prompt_template.format(p) for p in prompts], negative_prompt, num_frames=num_frames, height=height,
-            width=width, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
-            generator=generator, output_type=output_type, progress=progress,
-        )  # fmt: skip
