@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from videosys.core import AttentionAxis, check_backbone
 from videosys.core.layers import AxisEmbedding
-from videosys.models import CheckpointError, OpenSoraPlanLatte, load_backbone
+from videosys.models import OPENSORA_PLAN_V11_PAB, CheckpointError, OpenSoraPlanLatte, load_backbone
 
 FIXTURE = Path(__file__).parent / "fixtures" / "opensora_plan" / "v1.1"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -162,3 +162,21 @@ def test_variants_the_release_does_not_use_are_refused(key, value, named):
     config = {**json.loads((FIXTURE / "transformer" / "config.json").read_text()), key: value}
     with pytest.raises(ValueError, match=named.replace("[", r"\[")):
         OpenSoraPlanLatte.from_diffusers_config(config)
+
+
+def test_pab_defaults_match_the_published_schedule():
+    """REFERENCES: spatial 2 / temporal 4 / cross 6 on (100, 850); MLP of blocks 0-6 reused for 2 steps after each
+    of the 14 timesteps 738, 714, ..., 426 of the release's sampler (diffusers' default PNDM, 150 steps)."""
+    from diffusers import PNDMScheduler
+
+    scheduler = PNDMScheduler()
+    scheduler.set_timesteps(150)
+    timesteps = scheduler.timesteps.tolist()
+    mlp = OPENSORA_PLAN_V11_PAB.mlp
+    assert [timesteps[i] for i in mlp.positions(len(timesteps))] == list(range(738, 425, -24))
+    assert len(mlp.at) == 14 and mlp.steps == 2
+    for axis in (AttentionAxis.SPATIAL, AttentionAxis.TEMPORAL):
+        assert sorted(mlp.layers_for(axis)) == list(range(7))
+    for kind, interval in ((AttentionAxis.SPATIAL, 2), (AttentionAxis.TEMPORAL, 4), (AttentionAxis.CROSS, 6)):
+        rule = OPENSORA_PLAN_V11_PAB.broadcast_for(kind)
+        assert (rule.interval, rule.window, rule.unit) == (interval, (100.0, 850.0), "timestep")

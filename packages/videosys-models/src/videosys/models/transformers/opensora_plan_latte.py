@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from .common import require_config
-from .latte import LatteTransformer
+from .latte import LatteTransformer, latte_arguments
 
 __all__ = ["OpenSoraPlanLatte", "release_temporal_scale"]
 
@@ -38,43 +38,21 @@ class OpenSoraPlanLatte(LatteTransformer):
 
     Called like :class:`LatteTransformer` (``enable_temporal_attentions=False`` samples images).
     ``T`` may be at most ``video_length`` (the release runs exactly ``video_length`` frames); the
-    first ``T`` rows of the temporal table are added. Defaults are the ``65x512x512`` checkpoint's.
+    first ``T`` rows of the temporal table are added. Defaults are the ``65x512x512`` checkpoint's
+    (Latte's sizes, ``video_length=17``).
     """
 
     single_frame_positions = True
 
     def __init__(
-        self,
-        *,
-        num_layers: int = 28,
-        num_heads: int = 16,
-        head_dim: int = 72,
-        in_channels: int = 4,
-        out_channels: int = 8,
-        patch_size: int = 2,
-        sample_size: int = 64,
-        caption_channels: int = 4096,
-        video_length: int = 17,
-        attention_bias: bool = True,
-        norm_eps: float = 1e-6,
-        temporal_interpolation_scale: float | None = None,
+        self, *, video_length: int = 17, temporal_interpolation_scale: float | None = None, **kwargs: Any
     ) -> None:
-        """``temporal_interpolation_scale=None`` derives it from ``video_length`` as the release does."""
+        """Arguments as :class:`LatteTransformer`'s; ``temporal_interpolation_scale=None`` derives the scale from
+        ``video_length`` as the release does (a given scale is also raised to at least 1, as there)."""
         if temporal_interpolation_scale is None:
             temporal_interpolation_scale = release_temporal_scale(video_length)
         super().__init__(
-            num_layers=num_layers,
-            num_heads=num_heads,
-            head_dim=head_dim,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            patch_size=patch_size,
-            sample_size=sample_size,
-            caption_channels=caption_channels,
-            video_length=video_length,
-            attention_bias=attention_bias,
-            norm_eps=norm_eps,
-            temporal_interpolation_scale=max(temporal_interpolation_scale, 1),
+            video_length=video_length, temporal_interpolation_scale=max(temporal_interpolation_scale, 1), **kwargs
         )
 
     @classmethod
@@ -94,16 +72,9 @@ class OpenSoraPlanLatte(LatteTransformer):
             double_self_attention=False,
             num_vector_embeds=None,
         )
-        for key in ("in_channels", "patch_size", "sample_size", "caption_channels"):
+        for key in ("in_channels", "patch_size", "sample_size"):
             if config.get(key) is None:
                 raise ValueError(f"LatteT2V config has no {key}; the release's config.json sets it")
-        heads, head_dim = config.get("num_attention_heads", 16), config.get("attention_head_dim", 88)
-        cross_dim = config.get("cross_attention_dim")
-        if cross_dim is not None and cross_dim != heads * head_dim:
-            raise ValueError(
-                f"LatteT2V config has cross_attention_dim={cross_dim}; the caption projection feeds the width "
-                f"{heads * head_dim}, so it must equal num_attention_heads * attention_head_dim"
-            )
         sample_size = config["sample_size"]
         if isinstance(sample_size, (list, tuple)):
             if len(sample_size) != 2 or sample_size[0] != sample_size[1]:
@@ -112,21 +83,8 @@ class OpenSoraPlanLatte(LatteTransformer):
                     "[n, n] (the release's [64, 64])"
                 )
             sample_size = sample_size[0]
-        in_channels = config["in_channels"]
-        return cls(
-            num_layers=config.get("num_layers", 1),
-            num_heads=heads,
-            head_dim=head_dim,
-            in_channels=in_channels,
-            out_channels=config.get("out_channels") or in_channels,
-            patch_size=config["patch_size"],
-            sample_size=sample_size,
-            caption_channels=config["caption_channels"],
-            video_length=config.get("video_length", 16),
-            attention_bias=config.get("attention_bias", False),
-            norm_eps=config.get("norm_eps", 1e-5),
-            temporal_interpolation_scale=config.get("interpolation_scale_1d"),
-        )
+        arguments = latte_arguments({**config, "sample_size": sample_size}, "LatteT2V")
+        return cls(**arguments, temporal_interpolation_scale=config.get("interpolation_scale_1d"))
 
     @staticmethod
     def convert_diffusers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
