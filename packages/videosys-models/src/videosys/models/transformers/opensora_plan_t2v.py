@@ -118,15 +118,14 @@ class OpenSoraPlanT2V(STBackbone):
         ``encoder_attention_mask``: ``(B, L)`` or ``(B, 1, L)``, nonzero for real tokens; ``attention_mask``:
         ``(B, T, H, W)`` over the latents, nonzero where they are real (None: all of them).
         """
+        x = self.patch_embed(latents)  # checks (B, C, T, H, W) and the patch size
         b, _, frames, height, width = latents.shape
-        p = self.patch_size
-        x = self.patch_embed(latents)
-        grid = VideoGrid(frames, height // p, width // p)
+        grid = VideoGrid(frames, height // self.patch_size, width // self.patch_size)
         t_emb = self.t_embedder(batch_timesteps(timestep, b, x.device), dtype=x.dtype)
         if encoder_hidden_states.dim() == 4 and encoder_hidden_states.shape[1] == 1:
             encoder_hidden_states = encoder_hidden_states.squeeze(1)
         channels = self.caption_projection.linear_1.in_features
-        if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[0] != b:
+        if encoder_hidden_states.dim() != 3 or (encoder_hidden_states.shape[0], encoder_hidden_states.shape[2]) != (b, channels):
             raise ValueError(
                 f"encoder_hidden_states must be (B={b}, L, {channels}) text features, "
                 f"got shape {tuple(encoder_hidden_states.shape)}"
