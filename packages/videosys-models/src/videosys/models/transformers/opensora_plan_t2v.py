@@ -125,7 +125,8 @@ class OpenSoraPlanT2V(STBackbone):
         if encoder_hidden_states.dim() == 4 and encoder_hidden_states.shape[1] == 1:
             encoder_hidden_states = encoder_hidden_states.squeeze(1)
         channels = self.caption_projection.linear_1.in_features
-        if encoder_hidden_states.dim() != 3 or (encoder_hidden_states.shape[0], encoder_hidden_states.shape[2]) != (b, channels):
+        text = encoder_hidden_states
+        if text.dim() != 3 or text.shape[0] != b or text.shape[2] != channels:
             raise ValueError(
                 f"encoder_hidden_states must be (B={b}, L, {channels}) text features, "
                 f"got shape {tuple(encoder_hidden_states.shape)}"
