@@ -122,10 +122,10 @@ class OpenSoraPlanT2V(STBackbone):
         b, _, frames, height, width = latents.shape
         grid = VideoGrid(frames, height // self.patch_size, width // self.patch_size)
         t_emb = self.t_embedder(batch_timesteps(timestep, b, x.device), dtype=x.dtype)
-        if encoder_hidden_states.dim() == 4 and encoder_hidden_states.shape[1] == 1:
-            encoder_hidden_states = encoder_hidden_states.squeeze(1)
-        channels = self.caption_projection.linear_1.in_features
         text = encoder_hidden_states
+        if text.dim() == 4 and text.shape[1] == 1:
+            text = text.squeeze(1)
+        channels = self.caption_projection.linear_1.in_features
         if text.dim() != 3 or text.shape[0] != b or text.shape[2] != channels:
             raise ValueError(
                 f"encoder_hidden_states must be (B={b}, L, {channels}) text features, "
@@ -133,8 +133,8 @@ class OpenSoraPlanT2V(STBackbone):
             )
         cond = OpenSoraPlanConditioning(
             modulation=self.t_block(t_emb),
-            context=self.caption_projection(encoder_hidden_states.to(x.dtype)),
-            context_mask=self._text_mask(encoder_attention_mask, b, encoder_hidden_states.shape[1], x.device),
+            context=self.caption_projection(text.to(x.dtype)),
+            context_mask=self._text_mask(encoder_attention_mask, b, text.shape[1], x.device),
             grid=grid,
             attention_mask=self._video_mask(attention_mask, latents.shape, grid, x.device),
             embedded_timestep=t_emb,
