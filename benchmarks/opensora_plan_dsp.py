@@ -25,11 +25,10 @@ import os
 
 import torch
 import torch.distributed as dist
-from dsp_vs_ulysses import init_ranks, relaunch, round_robin, step
+from dsp_vs_ulysses import generations, init_ranks, relaunch, round_robin
 
 import videosys.pab as pab
-from videosys.core import denoising_step
-from videosys.dsp import comm_stats, parallelize, reset_comm_stats, total_bytes
+from videosys.dsp import parallelize
 from videosys.models import OPENSORA_PLAN_V12_PAB, OpenSoraPlanT2V
 
 RUNS = {"ulysses/spatial": "spatial", "ulysses/temporal": "temporal"}  # name: resting (sharded) axis
@@ -45,23 +44,16 @@ def proxy_grid(width: int) -> tuple[int, int]:
     return max(1, round(rows * scale)), max(1, round(cols * scale))
 
 
-def pab_generations(model: OpenSoraPlanT2V, inputs: tuple, device: torch.device) -> dict[str, tuple[int, int]]:
-    """Per run, bytes fed to collectives over a whole generation with the release's PAB defaults, and how many
-    full attentions it computed. The runs advance step by step in turn."""
+def pab_generations(model: OpenSoraPlanT2V, inputs: tuple, device: torch.device) -> dict[str, tuple[int, float, int]]:
+    """Per run, bytes fed to collectives and seconds over a whole generation with the release's PAB defaults, and
+    how many full attentions it computed."""
     models = {}
     for name, axis in RUNS.items():
         models[name] = copy.deepcopy(model)
         pab.enable(models[name], OPENSORA_PLAN_V12_PAB)
         parallelize(models[name], resting_axis=axis)
-    sent = dict.fromkeys(RUNS, 0)
-    for i, t in enumerate(TIMESTEPS):
-        for name, run in models.items():
-            reset_comm_stats()
-            with denoising_step(i, t, STEPS):
-                step(run, (inputs[0], torch.full_like(inputs[1], t), *inputs[2:]), False, device)
-            sent[name] += total_bytes(comm_stats())
-            dist.barrier()
-    return {name: (sent[name], pab.stats(run)["full"]["computed"]) for name, run in models.items()}
+    measured = generations(models, TIMESTEPS, inputs, device)
+    return {name: (*measured[name], pab.stats(run)["full"]["computed"]) for name, run in models.items()}
 
 
 def main() -> None:
@@ -128,14 +120,17 @@ def main() -> None:
         line += f"{diffs[name]:>12.2e}" if name in RUNS else f"{'-':>12}"
         print(line)
     print(f"a {STEPS}-step generation with the release's PAB defaults (full 2, cross 6 on (100, 850)):")
-    print(f"{'run':<18}{'full computed':>14}{'MiB/generation':>15}{'closed form':>12}{'ratio':>7}{'vs no PAB':>10}")
-    for name, (sent_bytes, computed) in generation.items():
+    print(
+        f"{'run':<18}{'full computed':>14}{'MiB/generation':>15}{'closed form':>12}{'ratio':>7}{'vs no PAB':>10}"
+        f"{'s/generation':>13}"
+    )
+    for name, (sent_bytes, seconds, computed) in generation.items():
         unit = shard(RUNS[name])
         closed = (4 * computed + STEPS) * unit
         without = (4 * args.depth + 1) * STEPS * unit
         print(
             f"{name:<18}{f'{computed}/{args.depth * STEPS}':>14}{sent_bytes / mib:>15.2f}{closed / mib:>12.2f}"
-            f"{sent_bytes / closed:>7.3f}{sent_bytes / without:>10.3f}"
+            f"{sent_bytes / closed:>7.3f}{sent_bytes / without:>10.3f}{seconds:>13.2f}"
         )
     dist.destroy_process_group()
 
