@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import stdit3_workers
 import torch
 import torch.distributed as dist
 from latte_workers import free_port
 from safetensors.torch import load_file
 
-from videosys.core import denoising_step
 from videosys.models import OpenSoraPlanT2V, load_backbone
 
 __all__ = ["dsp_matches_one_rank", "free_port", "inputs", "model", "pab_over_dsp", "sampling_outputs"]
@@ -37,21 +37,9 @@ def inputs() -> dict:
     }
 
 
-def sampling_outputs(net: OpenSoraPlanT2V, steps: int = 6) -> list[torch.Tensor]:
-    """The output at timesteps 1000, 900, ... (one per step), each inside the denoising-step context."""
-    args = inputs()
-    outputs = []
-    with torch.no_grad():
-        for i in range(steps):
-            t = 1000.0 - 100.0 * i
-            with denoising_step(i, t, steps):
-                outputs.append(net(**{**args, "timestep": torch.tensor([t, t])}))
-    return outputs
-
-
-def _init(rank: int, world: int, port: int) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+def sampling_outputs(net: OpenSoraPlanT2V) -> list[torch.Tensor]:
+    """The output at timesteps 1000, 900, ..., 500 on the fixture's inputs, each inside the denoising-step context."""
+    return stdit3_workers.sampling_outputs(net, 6, inputs())
 
 
 def dsp_matches_one_rank(rank: int, world: int, port: int) -> None:
@@ -59,7 +47,7 @@ def dsp_matches_one_rank(rank: int, world: int, port: int) -> None:
     full attention goes through Ulysses (the 2 heads divide by 2 ranks), never the ring."""
     import videosys.dsp as dsp
 
-    _init(rank, world, port)
+    stdit3_workers.init_rank(rank, world, port)
     try:
         reference = model()
         args = inputs()
@@ -93,7 +81,7 @@ def pab_over_dsp(rank: int, world: int, port: int, config, out: str) -> None:
     import videosys.dsp as dsp
     import videosys.pab as pab
 
-    _init(rank, world, port)
+    stdit3_workers.init_rank(rank, world, port)
     try:
         net = model()
         pab.enable(net, config)

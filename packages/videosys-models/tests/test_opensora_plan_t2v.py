@@ -114,3 +114,5 @@ def test_bad_masks_are_refused(model, io):
         model(*args, attention_mask=io["attention_mask"][:, :, :5])
     with pytest.raises(ValueError, match=r"encoder_attention_mask must be \(B, L\) = \(2, 6\)"):
         model(*args, io["encoder_attention_mask"][..., :4])
+    with pytest.raises(ValueError, match=r"encoder_hidden_states must be \(B=2, L, 16\) text features"):
+        model(*args[:2], args[2][..., :8])

@@ -31,7 +31,7 @@ from videosys.core.layers import (
 )
 
 from ..loading import DIFFUSERS_BLOCK_RULES, rename_keys
-from .common import batch_timesteps, require_config
+from .common import ADALN_SINGLE_RULES, adaln_single_t2v_args, batch_timesteps, require_config
 
 __all__ = ["OpenSoraPlanConditioning", "OpenSoraPlanT2V", "default_interpolation_scales"]
 
@@ -118,23 +118,23 @@ class OpenSoraPlanT2V(STBackbone):
         ``encoder_attention_mask``: ``(B, L)`` or ``(B, 1, L)``, nonzero for real tokens; ``attention_mask``:
         ``(B, T, H, W)`` over the latents, nonzero where they are real (None: all of them).
         """
+        x = self.patch_embed(latents)  # checks (B, C, T, H, W) and the patch size
         b, _, frames, height, width = latents.shape
-        p = self.patch_size
-        x = self.patch_embed(latents)
-        grid = VideoGrid(frames, height // p, width // p)
+        grid = VideoGrid(frames, height // self.patch_size, width // self.patch_size)
         t_emb = self.t_embedder(batch_timesteps(timestep, b, x.device), dtype=x.dtype)
-        if encoder_hidden_states.dim() == 4 and encoder_hidden_states.shape[1] == 1:
-            encoder_hidden_states = encoder_hidden_states.squeeze(1)
+        text = encoder_hidden_states
+        if text.dim() == 4 and text.shape[1] == 1:
+            text = text.squeeze(1)
         channels = self.caption_projection.linear_1.in_features
-        if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[0] != b:
+        if text.dim() != 3 or text.shape[0] != b or text.shape[2] != channels:
             raise ValueError(
                 f"encoder_hidden_states must be (B={b}, L, {channels}) text features, "
                 f"got shape {tuple(encoder_hidden_states.shape)}"
             )
         cond = OpenSoraPlanConditioning(
             modulation=self.t_block(t_emb),
-            context=self.caption_projection(encoder_hidden_states.to(x.dtype)),
-            context_mask=self._text_mask(encoder_attention_mask, b, encoder_hidden_states.shape[1], x.device),
+            context=self.caption_projection(text.to(x.dtype)),
+            context_mask=self._text_mask(encoder_attention_mask, b, text.shape[1], x.device),
             grid=grid,
             attention_mask=self._video_mask(attention_mask, latents.shape, grid, x.device),
             embedded_timestep=t_emb,
@@ -190,15 +190,9 @@ class OpenSoraPlanT2V(STBackbone):
             double_self_attention=False,
             attention_type="default",
         )
-        heads, head_dim = config.get("num_attention_heads", 16), config.get("attention_head_dim", 88)
-        cross_dim = config.get("cross_attention_dim")
-        if cross_dim != heads * head_dim:
-            raise ValueError(
-                f"OpenSoraT2V config has cross_attention_dim={cross_dim}; the caption projection feeds the width "
-                f"{heads * head_dim}, so it must equal num_attention_heads * attention_head_dim"
-            )
-        if config.get("caption_channels") is None or config.get("patch_size") is None:
-            raise ValueError("OpenSoraT2V config needs caption_channels (the text encoder width) and patch_size")
+        args = adaln_single_t2v_args(config, "OpenSoraT2V")
+        if config.get("cross_attention_dim") is None:
+            raise ValueError("OpenSoraT2V config has no cross_attention_dim: the release's blocks cross-attend to text")
         scales = [config.get(f"interpolation_scale_{axis}") for axis in "thw"]
         if None in scales:
             size, frames = config.get("sample_size"), config.get("sample_size_t")
@@ -210,19 +204,7 @@ class OpenSoraPlanT2V(STBackbone):
             size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
             defaults = default_interpolation_scales(size, frames)
             scales = [default if scale is None else scale for scale, default in zip(scales, defaults)]
-        in_channels = config["in_channels"]
-        return cls(
-            num_layers=config.get("num_layers", 1),
-            num_heads=heads,
-            head_dim=head_dim,
-            in_channels=in_channels,
-            out_channels=config.get("out_channels") or in_channels,
-            patch_size=config["patch_size"],
-            caption_channels=config["caption_channels"],
-            interpolation_scale=tuple(scales),
-            attention_bias=config.get("attention_bias", False),
-            norm_eps=config.get("norm_eps", 1e-5),
-        )
+        return cls(**args, interpolation_scale=tuple(scales))
 
     @staticmethod
     def convert_diffusers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -231,11 +213,7 @@ class OpenSoraPlanT2V(STBackbone):
 
 
 _OPENSORA_T2V_RULES = [
-    (r"^pos_embed\.proj\.", "patch_embed.proj."),
-    (r"^adaln_single\.emb\.timestep_embedder\.", "t_embedder."),
-    (r"^adaln_single\.linear\.", "t_block.1."),
-    (r"^scale_shift_table$", "final.scale_shift_table"),
-    (r"^proj_out\.", "final.linear."),
+    *ADALN_SINGLE_RULES,
     (r"^transformer_blocks\.", "blocks."),
     *DIFFUSERS_BLOCK_RULES,
 ]
