@@ -65,6 +65,11 @@ _ROLES = {
 """The role (a key of :data:`BLOCKS`) of each block-naming config field; tuple fields name one per level."""
 
 
+def _factors(spatial: tuple[str, ...], temporal: tuple[str, ...]) -> tuple[int, int]:
+    """``(space, time)`` resampling factors of one side's per-level spatial and temporal block names."""
+    return 2 ** sum(bool(name) for name in spatial), 2 ** sum(name in TIME_STRIDED for name in spatial + temporal)
+
+
 def _as_tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -133,31 +138,20 @@ class CausalVAEConfig:
                     raise ValueError(f"unsupported {role} block {block!r} in {name}; supported: {sorted(BLOCKS[role])}")
         if self.encoder_spatial_downsample[-1] or self.encoder_temporal_downsample[-1]:
             raise ValueError("the last encoder level cannot downsample (the original feeds its blocks' output on)")
-        if self.spatial_factor != self.decoder_spatial_factor or self.time_factor != self.decoder_time_factor:
-            raise ValueError(
-                f"encoder compresses {self.time_factor}x{self.spatial_factor}x{self.spatial_factor} but decoder "
-                f"expands {self.decoder_time_factor}x{self.decoder_spatial_factor}x{self.decoder_spatial_factor}"
-            )
+        encoder = _factors(self.encoder_spatial_downsample, self.encoder_temporal_downsample)
+        decoder = _factors(self.decoder_spatial_upsample, self.decoder_temporal_upsample)
+        if encoder != decoder:
+            raise ValueError(f"encoder compresses (space, time) by {encoder} but decoder expands by {decoder}")
 
     @property
     def spatial_factor(self) -> int:
         """Pixels per latent along H and W."""
-        return 2 ** sum(bool(name) for name in self.encoder_spatial_downsample)
+        return _factors(self.encoder_spatial_downsample, self.encoder_temporal_downsample)[0]
 
     @property
     def time_factor(self) -> int:
         """Video frames per latent frame after the first."""
-        names = self.encoder_spatial_downsample + self.encoder_temporal_downsample
-        return 2 ** sum(name in TIME_STRIDED for name in names)
-
-    @property
-    def decoder_spatial_factor(self) -> int:
-        return 2 ** sum(bool(name) for name in self.decoder_spatial_upsample)
-
-    @property
-    def decoder_time_factor(self) -> int:
-        names = self.decoder_spatial_upsample + self.decoder_temporal_upsample
-        return 2 ** sum(name in TIME_STRIDED for name in names)
+        return _factors(self.encoder_spatial_downsample, self.encoder_temporal_downsample)[1]
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> CausalVAEConfig:
@@ -346,7 +340,8 @@ class CausalVAE(nn.Module):
     def enable_tiling(self, tiling: CausalVAETiling | None = None) -> None:
         """Encode and decode large videos in overlapping tiles (:data:`TILING_V1_2` unless given).
 
-        The tile must be whole latents and overlap them by whole latents, else tiles would not line up.
+        The tile must be whole latents and overlap them by whole latents, else tiles would not line up; a
+        temporal chunk must be ``1 + 4k`` frames.
         """
         tiling = tiling or TILING_V1_2
         factor = self.config.spatial_factor
@@ -356,6 +351,11 @@ class CausalVAE(nn.Module):
                 f"sample_size={tiling.sample_size} with overlap={tiling.overlap} does not tile latents of "
                 f"{factor}x{factor} pixels: sample_size / {factor} and sample_size / {factor} * overlap must be "
                 "whole numbers"
+            )
+        if (tiling.sample_frames - 1) % self.config.time_factor:
+            raise ValueError(
+                f"sample_frames={tiling.sample_frames} is not 1 + {self.config.time_factor}k: temporal chunks "
+                "would not encode to whole latent frames"
             )
         self.tiling = tiling
 
