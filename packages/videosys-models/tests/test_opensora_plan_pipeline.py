@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import videosys.models
+import videosys.pab
 from videosys.core.io import load_video
 from videosys.models.cli import main
 from videosys.models.pipelines import IncompleteWeightsError, OpenSoraPlanV11Pipeline, OpenSoraPlanV12Pipeline
@@ -146,6 +147,18 @@ def test_frames_and_the_variant_size(v11, v12):
         v11("a cat", **{**SMALL, "num_inference_steps": 3})
     with pytest.raises(ValueError, match="prompt_template must hold '{}'"):
         v12("a cat", prompt_template="no slot", **SMALL)
+
+
+def test_v12_pab_defaults_reuse_full_and_cross_attention(v12):
+    """OPENSORA_PLAN_V12_PAB on the pipeline's backbone (2 blocks). 8 EulerAncestral steps: timesteps 999, 856,
+    713, 571, 428, 285, 142, 0, so steps 2-6 are in (100, 850); reuse where step % interval != 0 there: full
+    attention (every 2) at steps 3, 5, cross-attention (every 6) at 2, 3, 4, 5; no spatial or temporal kind."""
+    with videosys.pab.pab(v12.transformer, videosys.models.OPENSORA_PLAN_V12_PAB):
+        v12("a cat", **{**SMALL, "num_inference_steps": 8})
+        counts = videosys.pab.stats(v12.transformer)
+    assert counts["full"] == {"computed": 8 * 2 - 4, "reused": 2 * 2}, counts
+    assert counts["cross"] == {"computed": 8 * 2 - 8, "reused": 4 * 2}, counts
+    assert "spatial" not in counts and "temporal" not in counts
 
 
 @pytest.mark.parametrize("component", ["vae", "text_encoder", "tokenizer", "65x512x512"])
