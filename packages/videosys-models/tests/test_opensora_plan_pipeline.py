@@ -30,12 +30,13 @@ def encode(pipe, texts: list[str], length: int) -> tuple[torch.Tensor, torch.Ten
     return out, tokens.attention_mask
 
 
-def noise(batch: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.randn((batch, 4, (FRAMES - 1) // 4 + 1, HEIGHT // 8, WIDTH // 8), generator=generator)
+def noise(batch: int, generator: torch.Generator, frames: int = FRAMES) -> torch.Tensor:
+    return torch.randn((batch, 4, (frames - 1) // 4 + 1, HEIGHT // 8, WIDTH // 8), generator=generator)
 
 
-def reference_v11(pipe, prompts: list[str], cfg: float) -> torch.Tensor:
-    """v1.1.0's VideoGenPipeline: 300 T5 tokens, the mask feature, ``[negative; prompt]`` batch, PNDMScheduler()."""
+def reference_v11(pipe, prompts: list[str], cfg: float, frames: int = FRAMES) -> torch.Tensor:
+    """v1.1.0's VideoGenPipeline: 300 T5 tokens, the mask feature, ``[negative; prompt]`` batch, PNDMScheduler();
+    one frame as sample_image.sh samples it (``--force_images``: temporal attention off)."""
     with torch.no_grad():
         features, mask = encode(pipe, prompts, 300)
         if len(prompts) == 1:
@@ -47,10 +48,10 @@ def reference_v11(pipe, prompts: list[str], cfg: float) -> torch.Tensor:
         context = torch.cat([negative, features]) if guided else features
         scheduler = diffusers.PNDMScheduler()
         scheduler.set_timesteps(STEPS)
-        z = noise(len(prompts), torch.Generator().manual_seed(SEED)) * scheduler.init_noise_sigma
+        z = noise(len(prompts), torch.Generator().manual_seed(SEED), frames) * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             x = scheduler.scale_model_input(torch.cat([z, z]) if guided else z, t)
-            out = pipe.transformer(x, t.expand(x.shape[0]), context)
+            out = pipe.transformer(x, t.expand(x.shape[0]), context, enable_temporal_attentions=frames > 1)
             if guided:
                 uncond, text = out.chunk(2)
                 out = uncond + cfg * (text - uncond)
@@ -111,6 +112,12 @@ def test_v11_equals_the_release_loop(v11, prompts, cfg):
     got = v11(prompts, guidance_scale=cfg, **SMALL)
     assert got.shape == (len(prompts), 4, 3, HEIGHT // 8, WIDTH // 8)
     torch.testing.assert_close(got, reference_v11(v11, prompts, cfg), rtol=1e-4, atol=1e-5)
+
+
+def test_v11_samples_an_image_as_the_release_image_script(v11):
+    got = v11("a cat", guidance_scale=5.0, **{**SMALL, "num_frames": 1})
+    assert got.shape == (1, 4, 1, HEIGHT // 8, WIDTH // 8)
+    torch.testing.assert_close(got, reference_v11(v11, ["a cat"], 5.0, frames=1), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("cfg", [7.5, 1.0])

@@ -287,7 +287,8 @@ class OpenSoraPlanV11Pipeline(OpenSoraPlanPipeline):
     """Open-Sora-Plan v1.1. Defaults: the variant's length at 512x512 (65 frames), 150 PNDM steps, cfg 7.5, 24 fps.
 
     Text as the release's ``VideoGenPipeline``: 300 T5 tokens, the negative prompt ``""``, Latte-1's "mask
-    feature" (a single prompt's features cut to its real tokens, a batch's padding zeroed; no text mask).
+    feature" (a single prompt's features cut to its real tokens, a batch's padding zeroed; no text mask); a
+    single frame is sampled with temporal attention off, as the release's image script does (``--force_images``).
     """
 
     OFFICIAL = "LanguageBind/Open-Sora-Plan-v1.1.0"
@@ -326,7 +327,8 @@ class OpenSoraPlanV11Pipeline(OpenSoraPlanPipeline):
         model_dtype = self.dtype
 
         def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.transformer(x.to(model_dtype), t, context.to(model_dtype))
+            temporal = x.shape[2] > 1  # the release samples images with --force_images: temporal attention off
+            return self.transformer(x.to(model_dtype), t, context.to(model_dtype), enable_temporal_attentions=temporal)
 
         return model_fn
 
