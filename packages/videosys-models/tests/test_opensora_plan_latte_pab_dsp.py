@@ -75,9 +75,10 @@ def test_pab_over_dsp_equals_pab_alone(tmp_path):
     assert all(stats[kind]["reused"] > 0 for kind in ("spatial", "temporal", "cross", "mlp"))
 
     out = tmp_path / "rank0.pt"
-    args = (2, free_port(), str(FOLDER), str(out), config, 6, OpenSoraPlanLatte, opensora_plan_inputs, "temporal")
+    args = (2, free_port(), str(FOLDER), str(out), config, 6, True, OpenSoraPlanLatte, opensora_plan_inputs, "temporal")
     mp.spawn(pab_over_dsp, args=args, nprocs=2, join=True)
     result = torch.load(out)
     for got, want in zip(result["outputs"], expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert result["stats"] == stats
+    assert not result["left"]  # disabling both leaves no instance attribute behind
