@@ -60,6 +60,7 @@ class OpenSoraPlanLatte(LatteTransformer):
         require_config(
             config,
             "LatteT2V",
+            _class_name="LatteT2V",  # not v1.2's OpenSoraT2V
             norm_type="ada_norm_single",
             activation_fn="gelu-approximate",
             norm_elementwise_affine=False,
