@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
+import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,13 +38,6 @@ from videosys.core.layers import (
     split_modulation,
 )
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 BACKENDS = ("sdpa", "math")
 """Attention backends every multi-rank check runs under on CPU: SDPA returns zeros for a query without keys,
 the math reference NaN, so a padding row left without keys passes under one and fails under the other."""
@@ -63,9 +56,9 @@ def _runs(checks: list[Check]) -> list[tuple[str, Callable[..., None], tuple, st
     return [(f"{c.name}[{backend}]", c.fn, c.args, backend) for c in checks for backend in c.backends]
 
 
-def _entry(rank: int, world_size: int, port: int, checks: list[Check], out_dir: Path) -> None:
+def _entry(rank: int, world_size: int, rendezvous: Path, checks: list[Check], out_dir: Path) -> None:
     torch.set_num_threads(1)
-    init = f"tcp://127.0.0.1:{port}"
+    init = f"file://{rendezvous}"
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
     try:
         with open(out_dir / f"rank{rank}.jsonl", "w") as log:
@@ -89,10 +82,13 @@ def run_checks(world_size: int, checks: list[Check], out_dir: Path) -> dict[str,
     passed on every rank, else the failing rank's traceback (or a note that an earlier check's failure
     stopped the run).
     """
-    try:
-        mp.spawn(_entry, args=(world_size, _free_port(), checks, out_dir), nprocs=world_size, join=True)
-    except mp.ProcessRaisedException:
-        pass  # the per-check logs below say which check failed and how
+    # A fresh rendezvous file, not a TCP port picked in advance: on a busy machine another process can take
+    # the port between choosing it and rank 0 binding it, and every check of the spawn then errors.
+    with tempfile.TemporaryDirectory(prefix="dsp-rendezvous-") as rendezvous:
+        try:
+            mp.spawn(_entry, args=(world_size, Path(rendezvous) / "store", checks, out_dir), nprocs=world_size)
+        except mp.ProcessRaisedException:
+            pass  # the per-check logs below say which check failed and how
     passed: dict[str, int] = {}
     errors: dict[str, str] = {}
     for log in out_dir.glob("rank*.jsonl"):

@@ -12,6 +12,7 @@ import torch.distributed as dist
 from dsp_testing import TinyVideoDiT, TokenConditionedDiT, tiny_inputs
 
 from videosys.core import VideoAttention, attention_backend, scaled_dot_product
+from videosys.core.patching import method_wrappers
 from videosys.dsp import (
     MODES,
     average_gradients,
@@ -36,7 +37,7 @@ def tolerance() -> dict[str, float]:
 
 def _uses_ring(model: torch.nn.Module) -> bool:
     """Whether a FULL attention of ``model`` runs a ring (a USP layout with ring size > 1)."""
-    wrappers = (getattr(module.__dict__.get("mix"), "wrapper", None) for module in model.modules())
+    wrappers = (w for module in model.modules() for w in method_wrappers(module, "mix"))
     return any(isinstance(w, functools.partial) and getattr(w.args[0], "ring", 1) > 1 for w in wrappers)
 
 

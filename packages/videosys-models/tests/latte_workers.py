@@ -109,24 +109,40 @@ def pab_over_dsp(
     out: str,
     config,
     steps: int,
+    pab_first: bool = True,
     backbone: type[nn.Module] = LatteTransformer,
     make_inputs: Inputs = inputs,
     resting_axis: str = "spatial",
 ) -> None:
-    """A PAB sampling loop on the sharded backbone; rank 0 saves outputs, switch calls and PAB counters."""
+    """A PAB sampling loop on the sharded backbone, PAB enabled before or after DSP and removed in the same order.
+
+    Rank 0 saves the outputs, switch calls, PAB counters and the instance attributes left on any module.
+    """
     import videosys.dsp as dsp
     import videosys.pab as pab
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         model = load_backbone(backbone, folder)
-        pab.enable(model, config)
-        dsp.parallelize(model, resting_axis=resting_axis)
+        clean = {name: dict(vars(module)) for name, module in model.named_modules()}
+        steps_on = [lambda: pab.enable(model, config), lambda: dsp.parallelize(model, resting_axis=resting_axis)]
+        steps_off = [lambda: pab.disable(model), lambda: dsp.deparallelize(model)]
+        order = [0, 1] if pab_first else [1, 0]
+        for i in order:
+            steps_on[i]()
         dsp.reset_comm_stats()
         outputs = sampling_outputs(model, steps, make_inputs)
+        stats = pab.stats(model)
+        for i in order:
+            steps_off[i]()
+        left = {
+            f"{name}.{key}"
+            for name, module in model.named_modules()
+            for key in vars(module).keys() - clean[name].keys()
+        }
         if rank == 0:
             torch.save(
-                {"outputs": outputs, "switches": dsp.comm_stats()["switch"].calls, "stats": pab.stats(model)}, out
+                {"outputs": outputs, "switches": dsp.comm_stats()["switch"].calls, "stats": stats, "left": left}, out
             )
     finally:
         dist.destroy_process_group()

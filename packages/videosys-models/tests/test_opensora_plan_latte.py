@@ -150,6 +150,7 @@ def test_a_folder_without_weights_is_a_checkpoint_error(tmp_path):
 @pytest.mark.parametrize(
     ("key", "value", "named"),
     [
+        ("_class_name", "OpenSoraT2V", "_class_name='OpenSoraT2V'"),
         ("use_rope", True, "use_rope=True"),
         ("compress_kv_factor", 2, "compress_kv_factor=2"),
         ("norm_type", "layer_norm", "norm_type='layer_norm'"),

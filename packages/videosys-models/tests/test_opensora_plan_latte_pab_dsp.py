@@ -62,9 +62,9 @@ def test_pab_with_unit_intervals_equals_the_baseline():
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("resting_axis", ["spatial", "temporal"])
-def test_pab_over_dsp_equals_pab_alone(tmp_path, resting_axis):
-    """The release's defaults, MLP reuse on the tiny model's layer 0, reuse every kind on 2 ranks as on one."""
+def test_pab_over_dsp_equals_pab_alone(tmp_path):
+    """The release's defaults, MLP reuse on the tiny model's layer 0, reuse every kind on 2 ranks as on one;
+    frames rest sharded (the original's placement), so temporal attention, reused most, switches."""
     config = dataclasses.replace(
         OPENSORA_PLAN_V11_PAB, mlp=MLPReuse((0,), at=OPENSORA_PLAN_V11_PAB.mlp.at, unit="fraction")
     )
@@ -75,9 +75,10 @@ def test_pab_over_dsp_equals_pab_alone(tmp_path, resting_axis):
     assert all(stats[kind]["reused"] > 0 for kind in ("spatial", "temporal", "cross", "mlp"))
 
     out = tmp_path / "rank0.pt"
-    args = (2, free_port(), str(FOLDER), str(out), config, 6, OpenSoraPlanLatte, opensora_plan_inputs, resting_axis)
+    args = (2, free_port(), str(FOLDER), str(out), config, 6, True, OpenSoraPlanLatte, opensora_plan_inputs, "temporal")
     mp.spawn(pab_over_dsp, args=args, nprocs=2, join=True)
     result = torch.load(out)
     for got, want in zip(result["outputs"], expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert result["stats"] == stats
+    assert not result["left"]  # disabling both leaves no instance attribute behind

@@ -33,9 +33,10 @@ attention: it is trimmed before and restored after. A self-attention mask (boole
 describes the whole video, broadcastable to its ``(B, T, S)`` as without parallelism; each attention
 takes the slice its tokens need.
 
-The wrapping patches instance attributes (``embed``, ``head``, an attention's ``forward`` or ``mix``, an
-axis embedding's ``forward``): the modules, their types and parameter names stay the same, so
-checkpoints load and save identically with or without sequence parallelism.
+The wrapping (:mod:`videosys.core.patching`, at the ``LAYOUT`` level) goes on instance methods (``embed``,
+``head``, an attention's ``forward`` or ``mix``, an axis embedding's ``forward``): the modules, their types
+and parameter names stay the same, so checkpoints load and save identically with or without sequence
+parallelism, and a cache such as PAB's composes with it in either order.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from videosys.core import (
     token_fields,
 )
 from videosys.core.layers import AxisEmbedding
+from videosys.core.patching import MethodPatch, Nesting, wrap_method
 
 from .collectives import ProcessGroup, gather, resolve_group, split, switch
 from .masks import whole_video_mask
@@ -100,7 +102,7 @@ class SequenceParallel:
     """True between the split and the gather (and after, until the next ``embed``)."""
     conditioning: tuple[Conditioning, Conditioning] | None = None
     """The blocks' (sliced) and the whole conditioning of the current forward, so ``head`` gets the whole one."""
-    patched: list[tuple[object, str]] = field(default_factory=list)
+    patched: list[MethodPatch] = field(default_factory=list)
 
     @property
     def dim(self) -> int:
@@ -204,8 +206,8 @@ def deparallelize(model: STBackbone) -> STBackbone:
     state = sequence_parallel(model)
     if state is None:
         raise ValueError(f"{type(model).__name__} is not parallelized (parallelize() was not called on it)")
-    for obj, name in reversed(state.patched):
-        delattr(obj, name)
+    for patch in reversed(state.patched):
+        patch.remove()
     delattr(model, _STATE_ATTR)
     return model
 
@@ -231,26 +233,9 @@ def _plan(axis: AttentionAxis, resting: AttentionAxis, mode: str) -> str:
     return "ulysses" if mode == "ulysses" else "local"
 
 
-class _Override:
-    """An instance attribute standing in for a method: ``wrapper(state, method, *args)``.
-
-    ``method`` is the class's method bound to ``owner`` at call time (not captured), so a deep copy of
-    the model (an EMA copy, say) calls its own copied modules.
-    """
-
-    def __init__(self, owner: object, name: str, wrapper: Callable, state: SequenceParallel) -> None:
-        self.owner, self.name, self.wrapper, self.state = owner, name, wrapper, state
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        method = getattr(type(self.owner), self.name).__get__(self.owner)
-        return self.wrapper(self.state, method, *args, **kwargs)
-
-
 def _patch(state: SequenceParallel, obj: object, name: str, wrapper: Callable) -> None:
-    if name in vars(obj):
-        raise RuntimeError(f"{type(obj).__name__}.{name} is already overridden on the instance; cannot wrap it")
-    setattr(obj, name, _Override(obj, name, wrapper, state))
-    state.patched.append((obj, name))
+    """Wrap ``obj.<name>`` as ``wrapper(state, method, *args)`` (see :mod:`videosys.core.patching`)."""
+    state.patched.append(wrap_method(obj, name, functools.partial(wrapper, state), Nesting.LAYOUT))
 
 
 def _local_mask(

@@ -25,9 +25,7 @@ class LatteBlock(AdaLNBlock):
     """Latte's adaLN-single block; spatial blocks cross-attend to the caption, temporal blocks do not.
 
     A temporal block is skipped when the caller turns temporal attention off, and the first one adds
-    the temporal position table before attending, where Latte adds it: for more than one frame, or
-    also for a single frame with ``single_frame_positions`` (Open-Sora-Plan v1.1 adds it whenever
-    temporal attention runs).
+    the temporal position table (for more than one frame) before attending, where Latte adds it.
     """
 
     def __init__(
@@ -40,7 +38,6 @@ class LatteBlock(AdaLNBlock):
         qkv_bias: bool,
         norm_eps: float,
         temporal_positions: AxisEmbedding | None = None,
-        single_frame_positions: bool = False,
     ) -> None:
         spatial = axis is AttentionAxis.SPATIAL
         super().__init__(
@@ -54,13 +51,12 @@ class LatteBlock(AdaLNBlock):
             norm_eps=norm_eps,
         )
         self.temporal_positions = temporal_positions
-        self.single_frame_positions = single_frame_positions
 
     def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         if self.axis is AttentionAxis.TEMPORAL:
             if not cond.extras["temporal_attention"]:
                 return x
-            if self.temporal_positions is not None and (self.single_frame_positions or cond.extras["num_frames"] > 1):
+            if self.temporal_positions is not None and cond.extras["num_frames"] > 1:
                 x = self.temporal_positions(x)
         return super().forward(x, cond)
 
@@ -72,9 +68,6 @@ class LatteTransformer(PatchedBackbone):
     channels: the predicted noise, then (Latte-1, learned sigma) the variance interpolation values.
     ``temporal_interpolation_scale`` divides the frame positions of the temporal table.
     """
-
-    single_frame_positions: bool = False
-    """Whether the temporal position table is added to a single frame too (see :class:`LatteBlock`)."""
 
     def __init__(
         self,
@@ -107,16 +100,7 @@ class LatteTransformer(PatchedBackbone):
             common = {"context_dim": dim, "qkv_bias": attention_bias, "norm_eps": norm_eps}
             blocks.append(LatteBlock(dim, num_heads, AttentionAxis.SPATIAL, **common))
             positions = AxisEmbedding(temporal_table, AttentionAxis.TEMPORAL) if i == 0 else None
-            blocks.append(
-                LatteBlock(
-                    dim,
-                    num_heads,
-                    AttentionAxis.TEMPORAL,
-                    temporal_positions=positions,
-                    single_frame_positions=self.single_frame_positions,
-                    **common,
-                )
-            )
+            blocks.append(LatteBlock(dim, num_heads, AttentionAxis.TEMPORAL, temporal_positions=positions, **common))
         self.blocks = nn.ModuleList(blocks)
         self.final = FinalLayer(dim, patch_size * patch_size * out_channels, modulation="table")
 

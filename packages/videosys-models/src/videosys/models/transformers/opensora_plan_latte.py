@@ -1,9 +1,9 @@
 """Open-Sora-Plan v1.1's text-to-video backbone (upstream ``LatteT2V``) on Latte's parts.
 
-The release is Latte with three differences, all here: the temporal position table's frame positions
+The release is Latte with two differences, both here: the temporal position table's frame positions
 are divided by an interpolation scale derived from the latent frame count (1 for ``65x512x512``, 3 for
-``221x512x512``), the table is added whenever temporal attention runs, and the caption projection
-carries a null-caption table (``caption_projection.y_embedding``) that only training reads.
+``221x512x512``), and the caption projection carries a null-caption table
+(``caption_projection.y_embedding``) that only training reads.
 :meth:`OpenSoraPlanLatte.from_diffusers_config` and :meth:`OpenSoraPlanLatte.convert_diffusers_state_dict`
 read the release's ``65x512x512/`` and ``221x512x512/`` folders (``config.json`` +
 ``diffusion_pytorch_model.safetensors``) through :func:`videosys.models.loading.load_backbone`.
@@ -37,12 +37,11 @@ class OpenSoraPlanLatte(LatteTransformer):
     """Open-Sora-Plan v1.1's denoiser: ``(B, C, T, H, W)`` latents, timesteps and T5 features to noise and variance.
 
     Called like :class:`LatteTransformer` (``enable_temporal_attentions=False`` samples images).
-    ``T`` may be at most ``video_length`` (the release runs exactly ``video_length`` frames); the
-    first ``T`` rows of the temporal table are added. Defaults are the ``65x512x512`` checkpoint's
-    (Latte's sizes, ``video_length=17``).
+    ``T`` may be at most ``video_length``: the first ``T`` rows of the temporal table are added, as
+    Latte does (the original adds the whole table, so it runs exactly ``video_length`` frames, or
+    images with temporal attention off). Defaults are the ``65x512x512`` checkpoint's (Latte's sizes,
+    ``video_length=17``).
     """
-
-    single_frame_positions = True
 
     def __init__(
         self, *, video_length: int = 17, temporal_interpolation_scale: float | None = None, **kwargs: Any
@@ -61,6 +60,7 @@ class OpenSoraPlanLatte(LatteTransformer):
         require_config(
             config,
             "LatteT2V",
+            _class_name="LatteT2V",  # not v1.2's OpenSoraT2V
             norm_type="ada_norm_single",
             activation_fn="gelu-approximate",
             norm_elementwise_affine=False,
