@@ -184,6 +184,13 @@ def test_first_video_frame_sees_only_the_first_latent_frame(vae):
     assert (changed[:, :, 1:] - reference[:, :, 1:]).abs().amax(dim=(0, 1, 3, 4)).min() > 1e-3
 
 
+def test_an_image_is_a_one_frame_video(vae):
+    with torch.no_grad():
+        latents = vae.encode(torch.zeros(1, 3, 1, 16, 24), sample=False)
+        assert latents.shape == (1, 4, 1, 2, 3)
+        assert vae.decode(latents).shape == (1, 3, 1, 16, 24)
+
+
 def test_wrong_shapes_raise(vae):
     with pytest.raises(ValueError, match=r"8 frames; the CausalVAE needs 1 \+ 4k frames"):
         vae.encode(torch.zeros(1, 3, 8, 16, 16))

@@ -1,8 +1,9 @@
 """Open-Sora-Plan's CausalVAE (releases v1.1.0 and v1.2.0): videos <-> latents, 4x in time, 8x8 in space.
 
 A video ``(B, 3, 1 + 4k, H, W)`` in [-1, 1] becomes latents ``(B, 4, 1 + k, H/8, W/8)``. Every convolution
-is causal in time and the first frame is kept apart when time is resampled, so the first latent frame
-encodes the first video frame alone (an image is a 1-frame video).
+is causal in time and the first frame is kept apart when time is resampled, so no layer looks ahead: an
+image is a 1-frame video. Only the GroupNorms of the 3-D blocks pool their statistics over the whole clip
+(as the original's do), which is how later frames reach the first latent frame at all.
 
 The release's ``vae/config.json`` decides the architecture: it names the block of each level
 (``encoder_resnet_blocks``, ``encoder_spatial_downsample`` ...); v1.1.0 halves time with

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import CausalConv3d
+from .common import CausalConv3d, per_frame
 
-__all__ = ["BLOCKS", "NORM_GROUPS", "TIME_STRIDED", "build_block", "causal_conv", "normalize", "per_frame"]
+__all__ = ["BLOCKS", "NORM_GROUPS", "TIME_STRIDED", "build_block", "causal_conv", "normalize"]
 
 NORM_GROUPS = 32
 """GroupNorm groups in every block of the original (``Normalize``), eps 1e-6."""
@@ -27,14 +27,6 @@ NORM_GROUPS = 32
 
 def normalize(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(NORM_GROUPS, channels, eps=1e-6)
-
-
-def per_frame(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """``fn`` over every frame of ``(B, C, T, H, W)`` as a batch of images."""
-    b, _, t = x.shape[:3]
-    frames = x.transpose(1, 2).flatten(0, 1)
-    out = fn(frames)
-    return out.unflatten(0, (b, t)).transpose(1, 2)
 
 
 def causal_conv(

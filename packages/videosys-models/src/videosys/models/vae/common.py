@@ -1,4 +1,4 @@
-"""Layers the video autoencoders share: the causal 3-D convolution and the diagonal Gaussian posterior.
+"""What the video autoencoders share: the causal 3-D convolution, the diagonal Gaussian posterior, per-frame maps.
 
 Open-Sora's temporal VAE and Open-Sora-Plan's CausalVAE both convolve causally in time (all temporal
 padding in front, so frame t sees only frames <= t); they differ only in what fills that padding (zeros
@@ -8,11 +8,20 @@ Both keep the ``nn.Conv3d`` at ``.conv``, the key layout of their published chec
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CausalConv3d", "DiagonalGaussian", "triple"]
+__all__ = ["CausalConv3d", "DiagonalGaussian", "per_frame", "triple"]
+
+
+def per_frame(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``fn`` over every frame of ``(B, C, T, H, W)`` as one batch of ``B * T`` images."""
+    b, _, t = x.shape[:3]
+    out = fn(x.transpose(1, 2).flatten(0, 1))
+    return out.unflatten(0, (b, t)).transpose(1, 2)
 
 
 def triple(value: int | tuple[int, ...]) -> tuple[int, int, int]:
