@@ -13,7 +13,7 @@ from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_mode
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
 from .transformers import DiTTransformer, LatteTransformer, OpenSoraPlanLatte, STDiT3
-from .vae import OpenSoraVAE
+from .vae import CausalVAE, OpenSoraVAE
 
 __version__ = "0.1.0"
 
@@ -21,6 +21,7 @@ __all__ = [
     "EMBEDDED_PAB",
     "LATTE_PAB",
     "MODELS",
+    "CausalVAE",
     "CheckpointError",
     "DiTTransformer",
     "LatteTransformer",
