@@ -8,11 +8,11 @@ diffusers and transformers on first use).
 """
 
 from .loading import CheckpointError, load_backbone
-from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
+from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB, OPENSORA_PLAN_V11_PAB
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
-from .transformers import DiTTransformer, LatteTransformer, STDiT3
+from .transformers import DiTTransformer, LatteTransformer, OpenSoraPlanLatte, STDiT3
 from .vae import CausalVAE, OpenSoraVAE
 
 __version__ = "0.1.0"
@@ -25,9 +25,11 @@ __all__ = [
     "CheckpointError",
     "DiTTransformer",
     "LatteTransformer",
+    "OpenSoraPlanLatte",
     "STDiT3",
     "ModelSpec",
     "OPENSORA_PAB",
+    "OPENSORA_PLAN_V11_PAB",
     "OpenSoraVAE",
     "RectifiedFlow",
     "T5TextEncoder",
