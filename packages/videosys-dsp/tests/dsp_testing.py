@@ -21,6 +21,9 @@ from videosys.core import (
     AttentionAxis,
     Branch,
     Conditioning,
+    JointAttention,
+    JointBlock,
+    JointBranch,
     SelfAttention,
     STBackbone,
     STBlock,
@@ -195,6 +198,89 @@ class TinyVideoDiT(STBackbone):
         grid = None if height is None else VideoGrid(x.shape[1], height, x.shape[2] // height)
         extras = {"t": t_emb, "mask": mask}
         return x, Conditioning(modulation=self.t_block(t_emb), context=context, extras=extras, grid=grid)
+
+    def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return self.final(x, cond.extras["t"])
+
+
+class TextVideoBlock(JointBlock):
+    """A user's joint block (MMDiT-style, not one of ours): separate text projections, per-stream adaLN."""
+
+    class Attention(JointAttention):
+        def __init__(self, dim: int, heads: int, rope: GridRotaryEmbedding) -> None:
+            super().__init__(heads)
+            self.video_qkv, self.text_qkv = nn.Linear(dim, 3 * dim), nn.Linear(dim, 3 * dim)
+            self.video_out, self.text_out = nn.Linear(dim, dim), nn.Linear(dim, dim)
+            self.rope = rope
+
+        def project(self, x: torch.Tensor, context: torch.Tensor):
+            heads = (self.num_heads, -1)
+            video = self.video_qkv(x).unflatten(-1, (3, *heads)).unbind(-3)
+            return video, self.text_qkv(context).unflatten(-1, (3, *heads)).unbind(-3)
+
+        def output(self, o: torch.Tensor, context_o: torch.Tensor):
+            return self.video_out(o.flatten(-2)), self.text_out(context_o.flatten(-2))
+
+    def __init__(self, dim: int, heads: int, rope: GridRotaryEmbedding) -> None:
+        super().__init__()
+        self.attn = JointBranch(self.Attention(dim, heads, rope), nn.LayerNorm(dim), nn.LayerNorm(dim))
+        self.mlp = JointBranch(FeedForward(dim, 2 * dim), nn.LayerNorm(dim, elementwise_affine=False))
+        self.ada = nn.Linear(dim, 8 * dim)
+
+    def forward(self, x: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        scale, gate, text_scale, text_gate, mlp_gate, text_mlp_gate, shift, text_shift = self.ada(
+            cond.modulation
+        ).chunk(8, dim=-1)
+        video = {"shift": shift[:, None, None], "scale": scale[:, None, None], "gate": gate[:, None, None]}
+        text = {"context_shift": text_shift[:, None], "context_scale": text_scale[:, None]}
+        dx, dc = self.attn(
+            x,
+            cond.context,
+            **video,
+            **text,
+            context_gate=text_gate[:, None],
+            mask=cond.extras["mask"],
+            context_mask=cond.context_mask,
+            grid=cond.grid,
+        )
+        x, context = x + dx, cond.context + dc
+        dx, dc = self.mlp(x, context, gate=mlp_gate[:, None, None], context_gate=text_mlp_gate[:, None])
+        return x + dx, context + dc
+
+
+class TextVideoDiT(STBackbone):
+    """Joint text-video attention blocks (3-D RoPE on the video), a padded text mask and an optional video mask."""
+
+    def __init__(self, dim: int = 24, heads: int = 4, in_dim: int = 4, context_dim: int = 8, depth: int = 2) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(in_dim, dim)
+        self.text_in = nn.Linear(context_dim, dim)
+        self.t_embedder = TimestepEmbedder(dim)
+        rope = GridRotaryEmbedding(dim // heads, interpolation_scale=(1.0, 0.5, 2.0))
+        self.blocks = nn.ModuleList(TextVideoBlock(dim, heads, rope) for _ in range(depth))
+        self.final = FinalLayer(dim, in_dim)
+        for param in self.parameters():
+            nn.init.normal_(param, std=0.2)
+
+    def embed(
+        self,
+        tokens: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        height: int,
+        context_mask: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, Conditioning]:
+        x = self.proj_in(tokens)
+        t_emb = self.t_embedder(t)
+        grid = VideoGrid(x.shape[1], height, x.shape[2] // height)
+        return x, Conditioning(
+            modulation=t_emb,
+            context=self.text_in(context),
+            context_mask=context_mask,
+            grid=grid,
+            extras={"t": t_emb, "mask": mask},
+        )
 
     def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         return self.final(x, cond.extras["t"])

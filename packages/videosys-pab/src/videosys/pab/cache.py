@@ -35,6 +35,8 @@ class ReuseRule(Protocol):
 
 
 Signature = tuple[Any, ...]
+BranchOutput = torch.Tensor | tuple[torch.Tensor, ...]
+"""A branch's update: one tensor, or one per stream for a :class:`~videosys.core.JointBranch` (video, text)."""
 
 
 def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Signature:
@@ -48,10 +50,14 @@ def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Signature:
     return (*map(describe, args), *((k, describe(v)) for k, v in kwargs.items()))
 
 
+def _detached(output: BranchOutput) -> BranchOutput:
+    return tuple(o.detach() for o in output) if isinstance(output, tuple) else output.detach()
+
+
 @dataclass
 class _Entry:
     signature: Signature
-    output: torch.Tensor
+    output: BranchOutput
 
 
 class BranchCache:
@@ -96,7 +102,7 @@ class BranchCache:
         self.step = None
         self.position = -1
 
-    def __call__(self, compute: Callable[..., torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(self, compute: Callable[..., BranchOutput], *args: Any, **kwargs: Any) -> BranchOutput:
         """One call of the branch; ``compute`` runs it (the next wrapper in, or the branch's own forward)."""
         step = current_step()
         if step is None:
@@ -117,7 +123,7 @@ class BranchCache:
         else:
             output = compute(*args, **kwargs)
             if self.rule is not None and self.rule.keeps(step):
-                self.entries[self.position] = _Entry(signature, output.detach())
+                self.entries[self.position] = _Entry(signature, _detached(output))
             else:
                 self.entries.pop(self.position, None)
         if step.index == step.num_steps - 1:  # no later step can reuse: free the memory now
