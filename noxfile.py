@@ -54,8 +54,8 @@ def core(session: nox.Session) -> None:
 
 @nox.session
 def dsp(session: nox.Session) -> None:
-    """videosys-dsp with core only (no models, no pab)."""
-    install(session, pkg("core", "test"), pkg("dsp", "test"))
+    """videosys-dsp with core (no models), and pab for the checks that PAB over DSP equals PAB alone."""
+    install(session, pkg("core", "test"), pkg("dsp", "test"), pkg("pab"))
     session.run(*PYTEST, "packages/videosys-dsp/tests", *session.posargs)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
+import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +21,9 @@ from videosys.core import (
     AttentionAxis,
     Branch,
     Conditioning,
+    JointAttention,
+    JointBlock,
+    JointBranch,
     SelfAttention,
     STBackbone,
     STBlock,
@@ -37,13 +40,6 @@ from videosys.core.layers import (
     TimestepEmbedder,
     split_modulation,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 BACKENDS = ("sdpa", "math")
 """Attention backends every multi-rank check runs under on CPU: SDPA returns zeros for a query without keys,
@@ -63,9 +59,9 @@ def _runs(checks: list[Check]) -> list[tuple[str, Callable[..., None], tuple, st
     return [(f"{c.name}[{backend}]", c.fn, c.args, backend) for c in checks for backend in c.backends]
 
 
-def _entry(rank: int, world_size: int, port: int, checks: list[Check], out_dir: Path) -> None:
+def _entry(rank: int, world_size: int, rendezvous: Path, checks: list[Check], out_dir: Path) -> None:
     torch.set_num_threads(1)
-    init = f"tcp://127.0.0.1:{port}"
+    init = f"file://{rendezvous}"
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
     try:
         with open(out_dir / f"rank{rank}.jsonl", "w") as log:
@@ -89,10 +85,13 @@ def run_checks(world_size: int, checks: list[Check], out_dir: Path) -> dict[str,
     passed on every rank, else the failing rank's traceback (or a note that an earlier check's failure
     stopped the run).
     """
-    try:
-        mp.spawn(_entry, args=(world_size, _free_port(), checks, out_dir), nprocs=world_size, join=True)
-    except mp.ProcessRaisedException:
-        pass  # the per-check logs below say which check failed and how
+    # A fresh rendezvous file, not a TCP port picked in advance: on a busy machine another process can take
+    # the port between choosing it and rank 0 binding it, and every check of the spawn then errors.
+    with tempfile.TemporaryDirectory(prefix="dsp-rendezvous-") as rendezvous:
+        try:
+            mp.spawn(_entry, args=(world_size, Path(rendezvous) / "store", checks, out_dir), nprocs=world_size)
+        except mp.ProcessRaisedException:
+            pass  # the per-check logs below say which check failed and how
     passed: dict[str, int] = {}
     errors: dict[str, str] = {}
     for log in out_dir.glob("rank*.jsonl"):
@@ -199,6 +198,89 @@ class TinyVideoDiT(STBackbone):
         grid = None if height is None else VideoGrid(x.shape[1], height, x.shape[2] // height)
         extras = {"t": t_emb, "mask": mask}
         return x, Conditioning(modulation=self.t_block(t_emb), context=context, extras=extras, grid=grid)
+
+    def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return self.final(x, cond.extras["t"])
+
+
+class TextVideoBlock(JointBlock):
+    """A user's joint block (MMDiT-style, not one of ours): separate text projections, per-stream adaLN."""
+
+    class Attention(JointAttention):
+        def __init__(self, dim: int, heads: int, rope: GridRotaryEmbedding) -> None:
+            super().__init__(heads)
+            self.video_qkv, self.text_qkv = nn.Linear(dim, 3 * dim), nn.Linear(dim, 3 * dim)
+            self.video_out, self.text_out = nn.Linear(dim, dim), nn.Linear(dim, dim)
+            self.rope = rope
+
+        def project(self, x: torch.Tensor, context: torch.Tensor):
+            heads = (self.num_heads, -1)
+            video = self.video_qkv(x).unflatten(-1, (3, *heads)).unbind(-3)
+            return video, self.text_qkv(context).unflatten(-1, (3, *heads)).unbind(-3)
+
+        def output(self, o: torch.Tensor, context_o: torch.Tensor):
+            return self.video_out(o.flatten(-2)), self.text_out(context_o.flatten(-2))
+
+    def __init__(self, dim: int, heads: int, rope: GridRotaryEmbedding) -> None:
+        super().__init__()
+        self.attn = JointBranch(self.Attention(dim, heads, rope), nn.LayerNorm(dim), nn.LayerNorm(dim))
+        self.mlp = JointBranch(FeedForward(dim, 2 * dim), nn.LayerNorm(dim, elementwise_affine=False))
+        self.ada = nn.Linear(dim, 8 * dim)
+
+    def forward(self, x: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        scale, gate, text_scale, text_gate, mlp_gate, text_mlp_gate, shift, text_shift = self.ada(
+            cond.modulation
+        ).chunk(8, dim=-1)
+        video = {"shift": shift[:, None, None], "scale": scale[:, None, None], "gate": gate[:, None, None]}
+        text = {"context_shift": text_shift[:, None], "context_scale": text_scale[:, None]}
+        dx, dc = self.attn(
+            x,
+            cond.context,
+            **video,
+            **text,
+            context_gate=text_gate[:, None],
+            mask=cond.extras["mask"],
+            context_mask=cond.context_mask,
+            grid=cond.grid,
+        )
+        x, context = x + dx, cond.context + dc
+        dx, dc = self.mlp(x, context, gate=mlp_gate[:, None, None], context_gate=text_mlp_gate[:, None])
+        return x + dx, context + dc
+
+
+class TextVideoDiT(STBackbone):
+    """Joint text-video attention blocks (3-D RoPE on the video), a padded text mask and an optional video mask."""
+
+    def __init__(self, dim: int = 24, heads: int = 4, in_dim: int = 4, context_dim: int = 8, depth: int = 2) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(in_dim, dim)
+        self.text_in = nn.Linear(context_dim, dim)
+        self.t_embedder = TimestepEmbedder(dim)
+        rope = GridRotaryEmbedding(dim // heads, interpolation_scale=(1.0, 0.5, 2.0))
+        self.blocks = nn.ModuleList(TextVideoBlock(dim, heads, rope) for _ in range(depth))
+        self.final = FinalLayer(dim, in_dim)
+        for param in self.parameters():
+            nn.init.normal_(param, std=0.2)
+
+    def embed(
+        self,
+        tokens: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        height: int,
+        context_mask: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, Conditioning]:
+        x = self.proj_in(tokens)
+        t_emb = self.t_embedder(t)
+        grid = VideoGrid(x.shape[1], height, x.shape[2] // height)
+        return x, Conditioning(
+            modulation=t_emb,
+            context=self.text_in(context),
+            context_mask=context_mask,
+            grid=grid,
+            extras={"t": t_emb, "mask": mask},
+        )
 
     def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         return self.final(x, cond.extras["t"])

@@ -37,8 +37,12 @@ CHECKS = {
         Check("grid_rope", workers.grid_rope_matches_single_process, (2, ({}, {"full_attention": "ring"}))),
         Check("grid_rope_ring_place", workers.ring_shards_need_their_place, backends=("sdpa",)),
         *([Check("pab_over_usp", workers.pab_over_usp_equals_pab_alone)] if HAS_PAB else []),
+        Check("joint", workers.joint_attention_matches_single_process, (2,)),
+        *([Check("pab_over_joint", workers.pab_over_joint_attention_equals_pab_alone)] if HAS_PAB else []),
     ],
     3: [
+        Check("joint", workers.joint_attention_matches_single_process, (3,)),
+        Check("joint_heads", workers.joint_attention_needs_heads_dividing_ranks, backends=("sdpa",)),
         Check("ring_attention", workers.ring_attention_matches_one_process),
         Check("full_usp_odd_heads", workers.backbone_matches_single_process, (True, 4)),  # 4 heads: a ring of 3
         Check("masked_usp_odd_heads", workers.masked_attention_matches_single_process, (4, ("dsp",))),
@@ -52,6 +56,7 @@ CHECKS = {
         Check("masked_usp_odd_heads", workers.masked_attention_matches_single_process, (6, ("dsp",))),
         Check("train_usp", workers.usp_training_follows_single_process, (6,)),
         Check("mesh", workers.subgroup_of_a_mesh),
+        Check("joint", workers.joint_attention_matches_single_process, (4,)),
         # 4 heads: Ulysses, a ring of 4, and USP as Ulysses 2 x ring 2.
         Check(  # (3, 2, 3) pads both axes on 4 ranks
             "grid_rope",
@@ -164,3 +169,19 @@ def test_pab_over_usp_equals_pab_alone(results, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_subgroup_of_a_data_parallel_mesh(results, backend):
     check(results, 4, "mesh", backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+def test_a_users_joint_text_video_model_matches_single_process(results, world_size, backend):
+    check(results, world_size, "joint", backend)
+
+
+def test_joint_attention_names_heads_that_do_not_divide_the_ranks(results):
+    check(results, 3, "joint_heads")
+
+
+@pytest.mark.skipif(not HAS_PAB, reason="videosys-pab is not installed")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pab_over_joint_attention_equals_pab_alone(results, backend):
+    check(results, 2, "pab_over_joint", backend)

@@ -9,9 +9,10 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.distributed as dist
-from dsp_testing import TinyVideoDiT, TokenConditionedDiT, tiny_inputs
+from dsp_testing import TextVideoDiT, TinyVideoDiT, TokenConditionedDiT, tiny_inputs
 
 from videosys.core import VideoAttention, attention_backend, scaled_dot_product
+from videosys.core.patching import method_wrappers
 from videosys.dsp import (
     MODES,
     average_gradients,
@@ -36,7 +37,7 @@ def tolerance() -> dict[str, float]:
 
 def _uses_ring(model: torch.nn.Module) -> bool:
     """Whether a FULL attention of ``model`` runs a ring (a USP layout with ring size > 1)."""
-    wrappers = (getattr(module.__dict__.get("mix"), "wrapper", None) for module in model.modules())
+    wrappers = (w for module in model.modules() for w in method_wrappers(module, "mix"))
     return any(isinstance(w, functools.partial) and getattr(w.args[0], "ring", 1) > 1 for w in wrappers)
 
 
@@ -46,11 +47,15 @@ def assert_grads_match(model: torch.nn.Module, reference: torch.nn.Module, where
     fp32 sums over shards and ranks run in another order. Under a ring the atol is 5e-5 of the scale:
     key-projection gradients are differences of nearly equal terms (softmax is shift-invariant: ``to_k.bias``'s
     is exactly 0), summed over key blocks in another order, so they drift by ~2e-5; the float64 runs of the
-    same checks agree to 1e-9.
+    same checks agree to 1e-9. A parameter the loss does not reach (a joint model's last text update) has no
+    gradient in either.
     """
     tol = tolerance()
     ring = _uses_ring(model)
     for (name, param), ref in zip(model.named_parameters(), reference.parameters()):
+        if ref.grad is None:
+            assert param.grad is None, f"{where}, grad {name}: the single process has none, sharded {param.grad}"
+            continue
         atol = (5 if ring else 1) * tol["atol"] * max(1.0, ref.grad.abs().max().item())
         torch.testing.assert_close(
             param.grad, ref.grad, rtol=tol["rtol"], atol=atol, msg=lambda m, n=name: f"{where}, grad {n}: {m}"
@@ -447,6 +452,41 @@ def padding_rule_is_load_bearing() -> None:
         parallel._local_mask = original
 
 
+def joint_attention_matches_single_process(heads: int) -> None:
+    """A user's joint text-video model: every mode and resting axis equal one process (forward, gradients),
+    with a padded text mask, and with a video key mask too; lengths that need padding on 2-4 ranks."""
+    torch.manual_seed(0)
+    reference = TextVideoDiT(dim=6 * heads, heads=heads)
+    batch, frames, height, width = 2, 3, 2, 3
+    tokens, text, context = height * width, 3, tiny_inputs(2, 3, 6)[2]
+    context_mask = torch.tensor([[True] * text, [True] + [False] * (text - 1)])
+    g = torch.Generator().manual_seed(4)
+    video_mask = torch.rand(batch, frames, tokens, generator=g) > 0.3
+    weight = torch.randn(batch, frames, tokens, 4, generator=g)
+    for mask in (None, video_mask):
+        inputs = (*tiny_inputs(batch, frames, tokens)[:2], context, height, context_mask, mask)
+        case = f"joint, grid {(frames, height, width)}, video mask {mask is not None}"
+        _matches_in_every_mode(reference, inputs, weight, case)
+    # Bytes: each block replicates its text output, (B, L, C / N) from this rank, and reduce-scatters the
+    # whole (B, L, C) gradient in backward (fp32).
+    model = parallelize(copy.deepcopy(reference))
+    reset_comm_stats()
+    (model(*inputs) * weight).sum().backward()
+    text_bytes = batch * text * reference.final.linear.in_features * 4
+    stats, depth, ranks = comm_stats(), len(reference.blocks), dist.get_world_size()
+    assert stats["joint"] == (depth, depth * text_bytes // ranks), stats
+    # The last block's text update reaches no output, so no gradient flows back through its replicate.
+    assert stats["joint.backward"] == (depth - 1, (depth - 1) * text_bytes), stats
+
+
+def joint_attention_needs_heads_dividing_ranks() -> None:
+    """Joint attention runs Ulysses only: heads that do not divide the ranks, or a forced ring, are named."""
+    ranks = dist.get_world_size()
+    for heads, options in ((ranks + 1, {}), (ranks, {"full_attention": "ring"})):
+        with pytest.raises(ValueError, match=rf"JointAttention with {heads} heads.*{ranks} ranks must divide"):
+            parallelize(TextVideoDiT(dim=6 * heads, heads=heads), **options)
+
+
 def pab_over_usp_equals_pab_alone() -> None:
     """PAB over a USP-parallel FULL-attention model equals PAB on one process, step by step."""
     import videosys.pab as pab
@@ -459,6 +499,26 @@ def pab_over_usp_equals_pab_alone() -> None:
     for m in (reference, model):
         pab.enable(m, config)
     inputs = tiny_inputs(2, 3, 5)
+    with torch.no_grad():
+        for i, t in enumerate([900, 700, 500, 300]):
+            with denoising_step(i, t, 4):
+                torch.testing.assert_close(model(*inputs), reference(*inputs), **TOL)
+    assert pab.stats(model)["full"] == pab.stats(reference)["full"]
+    assert pab.stats(model)["full"]["reused"] > 0
+
+
+def pab_over_joint_attention_equals_pab_alone() -> None:
+    """PAB (both streams' updates cached) over a DSP joint-attention model equals PAB on one process."""
+    import videosys.pab as pab
+    from videosys.core import denoising_step
+
+    torch.manual_seed(0)
+    reference = TextVideoDiT(dim=6 * dist.get_world_size(), heads=dist.get_world_size())
+    model = parallelize(copy.deepcopy(reference))
+    config = pab.PABConfig(full=pab.Broadcast(interval=2), mlp=None)
+    for m in (reference, model):
+        pab.enable(m, config)
+    inputs = (*tiny_inputs(2, 3, 6), 2)
     with torch.no_grad():
         for i, t in enumerate([900, 700, 500, 300]):
             with denoising_step(i, t, 4):

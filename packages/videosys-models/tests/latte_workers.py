@@ -52,21 +52,38 @@ def dsp_forward(rank: int, world: int, port: int, folder: str, out: str, resting
         dist.destroy_process_group()
 
 
-def pab_over_dsp(rank: int, world: int, port: int, folder: str, out: str, config, steps: int) -> None:
-    """A PAB sampling loop on the sharded Latte; rank 0 saves outputs, switch calls and PAB counters."""
+def pab_over_dsp(
+    rank: int, world: int, port: int, folder: str, out: str, config, steps: int, pab_first: bool = True
+) -> None:
+    """A PAB sampling loop on the sharded Latte, PAB enabled before or after DSP and removed in the same order.
+
+    Rank 0 saves the outputs, switch calls, PAB counters and the instance attributes left on any module.
+    """
     import videosys.dsp as dsp
     import videosys.pab as pab
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         model = load_backbone(LatteTransformer, folder)
-        pab.enable(model, config)
-        dsp.parallelize(model, resting_axis="spatial")
+        clean = {name: dict(vars(module)) for name, module in model.named_modules()}
+        steps_on = [lambda: pab.enable(model, config), lambda: dsp.parallelize(model, resting_axis="spatial")]
+        steps_off = [lambda: pab.disable(model), lambda: dsp.deparallelize(model)]
+        order = [0, 1] if pab_first else [1, 0]
+        for i in order:
+            steps_on[i]()
         dsp.reset_comm_stats()
         outputs = sampling_outputs(model, steps)
+        stats = pab.stats(model)
+        for i in order:
+            steps_off[i]()
+        left = {
+            f"{name}.{key}"
+            for name, module in model.named_modules()
+            for key in vars(module).keys() - clean[name].keys()
+        }
         if rank == 0:
             torch.save(
-                {"outputs": outputs, "switches": dsp.comm_stats()["switch"].calls, "stats": pab.stats(model)}, out
+                {"outputs": outputs, "switches": dsp.comm_stats()["switch"].calls, "stats": stats, "left": left}, out
             )
     finally:
         dist.destroy_process_group()

@@ -22,7 +22,9 @@ STEPS = 6
 CONFIG = dataclasses.replace(LATTE_PAB, mlp=None)
 
 
-def test_pab_over_dsp_equals_single_process_pab_and_skips_switches(latte_reference, tmp_path):
+@pytest.mark.parametrize("pab_first", [True, False], ids=["pab-then-dsp", "dsp-then-pab"])
+def test_pab_over_dsp_equals_single_process_pab_and_skips_switches(latte_reference, tmp_path, pab_first):
+    """Either order of enabling gives the same nesting (the cache outside the switches) and removes cleanly."""
     _, folder = latte_reference
     single = load_backbone(LatteTransformer, folder)
     pab.enable(single, CONFIG)
@@ -30,7 +32,7 @@ def test_pab_over_dsp_equals_single_process_pab_and_skips_switches(latte_referen
     spatial_layers = sum(1 for s in branch_sites(single) if s.name == "attn" and s.block_axis is AttentionAxis.SPATIAL)
 
     out = tmp_path / "rank0.pt"
-    mp.spawn(pab_over_dsp, args=(2, free_port(), str(folder), str(out), CONFIG, STEPS), nprocs=2, join=True)
+    mp.spawn(pab_over_dsp, args=(2, free_port(), str(folder), str(out), CONFIG, STEPS, pab_first), nprocs=2, join=True)
     result = torch.load(out)
     for got, want in zip(result["outputs"], expected):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
@@ -40,3 +42,4 @@ def test_pab_over_dsp_equals_single_process_pab_and_skips_switches(latte_referen
     computed_per_layer = STEPS - 2
     assert result["stats"]["spatial"] == {"computed": computed_per_layer * spatial_layers, "reused": 2 * spatial_layers}
     assert result["switches"] == 2 * computed_per_layer * spatial_layers
+    assert result["left"] == set(), "removing PAB and DSP left instance attributes behind"

@@ -7,7 +7,9 @@ import torch
 from pab_tiny import ddim_50, linear_30, sample, tiny_model
 
 from videosys.core import check_backbone, denoising_step
+from videosys.core.patching import method_wrappers
 from videosys.pab import Broadcast, MLPReuse, PABConfig, disable, enable, is_enabled, pab, stats
+from videosys.pab.cache import BranchCache
 
 EVERY_STEP = PABConfig(
     spatial=Broadcast(1, window=(0, 1000)),
@@ -145,7 +147,7 @@ def test_a_branch_shared_between_blocks_is_refused():
 def test_no_cached_tensor_outlives_its_generation():
     model = tiny_model()
     enable(model, PYRAMID)
-    caches = [m.__dict__["_videosys_pab_cache"] for m in model.modules() if "_videosys_pab_cache" in m.__dict__]
+    caches = [w for m in model.modules() for w in method_wrappers(m, "forward") if isinstance(w, BranchCache)]
     assert len(caches) == 12  # 4 blocks x (attn, cross, mlp)
     sample(model, ddim_50(), stop=20)  # a loop stopped in the middle keeps its cache ...
     assert any(cache.entries for cache in caches)

@@ -16,12 +16,14 @@ from .backbone import (
     AdaLNBlock,
     BranchSite,
     InterfaceError,
+    JointBlock,
     STBackbone,
     STBlock,
     branch_sites,
     check_backbone,
 )
 from .conditioning import Conditioning, token_field, token_fields
+from .joint import JointAttention, JointBranch, JointSelfAttention
 from .layout import AttentionAxis, VideoGrid, VideoShape, check_video_tokens, from_sequences, to_sequences
 from .modules import Branch, CrossAttention, CrossAttentionBase, SelfAttention, VideoAttention
 from .steps import DenoisingStep, current_step, denoising_step
@@ -39,6 +41,10 @@ __all__ = [
     "CrossAttentionBase",
     "DenoisingStep",
     "InterfaceError",
+    "JointAttention",
+    "JointBlock",
+    "JointBranch",
+    "JointSelfAttention",
     "STBackbone",
     "STBlock",
     "SelfAttention",

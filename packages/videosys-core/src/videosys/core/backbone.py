@@ -8,6 +8,7 @@ tokens to the model's output. Sequence parallelism shards the tokens between ``e
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .conditioning import Conditioning
+from .joint import JointAttention, JointBranch
 from .layers.mlp import FeedForward
 from .layers.modulation import split_modulation
 from .layers.norm import NormKind
@@ -27,6 +29,7 @@ __all__ = [
     "BranchSite",
     "Conditioning",
     "InterfaceError",
+    "JointBlock",
     "STBackbone",
     "STBlock",
     "branch_sites",
@@ -68,6 +71,21 @@ class STBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement forward(x, cond)")
+
+
+class JointBlock(STBlock):
+    """A block that carries a second token stream (text) beside the video tokens: CogVideoX, MMDiT.
+
+    ``self.attn`` is a :class:`~videosys.core.JointBranch` around a :class:`~videosys.core.JointAttention`;
+    ``self.mlp`` a branch around a token-wise module (a ``JointBranch`` to update the stream too); no
+    ``cross``. ``forward(x, cond) -> (x, context)`` reads the stream as ``cond.context`` ``(B, L, C)`` and
+    returns both updated; :meth:`STBackbone.run_blocks` hands the new stream to the next block.
+    """
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, cond: Conditioning
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, cond) -> (x, context)")
 
 
 class AdaLNBlock(STBlock):
@@ -164,12 +182,17 @@ class STBackbone(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement head(x, cond)")
 
     def run_blocks(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        """Apply every block in order."""
+        """Apply every block in order; a :class:`JointBlock`'s updated stream becomes the next block's ``context``."""
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, cond, use_reentrant=False)
+                out = checkpoint(block, x, cond, use_reentrant=False)
             else:
-                x = block(x, cond)
+                out = block(x, cond)
+            if isinstance(block, JointBlock):
+                x, context = out
+                cond = dataclasses.replace(cond, context=context)
+            else:
+                x = out
         return x
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -208,6 +231,11 @@ def check_backbone(model: nn.Module) -> None:
             raise InterfaceError(f"{where} is not a videosys.core.STBlock")
         if not isinstance(getattr(block, "attn", None), Branch) or not isinstance(block.attn.inner, VideoAttention):
             raise InterfaceError(f"{where}.attn must be a Branch around a VideoAttention")
+        joint = isinstance(block.attn, JointBranch) and isinstance(block.attn.inner, JointAttention)
+        if isinstance(block, JointBlock) != joint:
+            raise InterfaceError(
+                f"{where}: a JointBlock's attn must be a JointBranch around a JointAttention, and only a JointBlock's"
+            )
         if block.cross is not None and (
             not isinstance(block.cross, Branch) or not isinstance(block.cross.inner, CrossAttentionBase)
         ):

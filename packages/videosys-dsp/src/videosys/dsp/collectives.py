@@ -2,6 +2,8 @@
 
 - :func:`split`: keep this rank's slice of an axis (no communication); backward all-gathers.
 - :func:`gather`: all-gather the slices of an axis; backward keeps this rank's slice.
+- :func:`replicate`: all-gather the slices of a dimension for consumers that each hold a partial share of
+  the loss (a joint attention's text heads); backward sums the ranks' gradients of each slice.
 - :func:`switch`: one all-to-all that shards another dimension instead (a DSP switch between two
   axes, or Ulysses' sequence <-> heads exchange); backward is the reverse switch.
 
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 
 from . import comm
 
-__all__ = ["gather", "group_rank", "group_size", "padded_length", "resolve_group", "split", "switch"]
+__all__ = ["gather", "group_rank", "group_size", "padded_length", "replicate", "resolve_group", "split", "switch"]
 
 ProcessGroup = dist.ProcessGroup
 
@@ -130,6 +132,23 @@ class _Gather(torch.autograd.Function):
         return _local_slice(grad, ctx.dim, ctx.group) * dist.get_world_size(ctx.group), None, None
 
 
+class _Replicate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, dim: int, group: ProcessGroup, kind: str):
+        ctx.dim, ctx.group, ctx.kind = dim, group, kind
+        return _all_gather_cat(x, dim, group, kind)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # Reduce-scatter on all_to_all_single: slice j of every rank's gradient goes to rank j, which sums them.
+        ranks = dist.get_world_size(ctx.group)
+        send = grad.unflatten(ctx.dim, (ranks, -1)).movedim(ctx.dim, 0).contiguous()
+        received = torch.empty_like(send)
+        comm.record(f"{ctx.kind}.backward", send)
+        dist.all_to_all_single(received, send, group=ctx.group)
+        return received.sum(0), None, None, None
+
+
 def split(x: torch.Tensor, dim: int, group: ProcessGroup | None = None, *, pad: bool = True) -> torch.Tensor:
     """This rank's slice of ``x`` along ``dim``, zero-padded at the end to ``N`` equal slices."""
     group = resolve_group(group)
@@ -146,6 +165,17 @@ def gather(x: torch.Tensor, dim: int, length: int, group: ProcessGroup | None = 
     if not 0 < length <= whole.shape[dim]:
         raise ValueError(f"cannot trim gathered dim {dim} of length {whole.shape[dim]} to {length}")
     return whole.narrow(dim, 0, length)
+
+
+def replicate(x: torch.Tensor, dim: int, group: ProcessGroup | None = None, *, kind: str = "replicate") -> torch.Tensor:
+    """Every rank's equal slice of ``dim`` concatenated in rank order, on every rank.
+
+    Unlike :func:`gather` (whose consumers compute the same loss on every rank), the consumers here are
+    replicated computations that each carry a *partial* gradient (each rank's share through its own tokens),
+    so backward sums the ranks' gradients of this rank's slice. ``kind`` labels the bytes.
+    """
+    group = resolve_group(group)
+    return _Replicate.apply(x, dim % x.dim(), group, kind)
 
 
 def switch(

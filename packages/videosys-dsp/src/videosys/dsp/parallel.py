@@ -20,6 +20,9 @@ the resting axis              switch in / out     Ulysses                    Uly
   sequence for ``H/N`` heads), and the output back: ``4 M/N`` per attention; needs ``H % N == 0``.
   ``"ulysses"`` is the baseline xDiT and diffusers apply; ``"ulysses-resting"`` with the spatial resting
   axis is Open-Sora 1.2's own scheme.
+- *Joint attention* (:class:`~videosys.core.JointAttention`, text and video in one sequence): Ulysses over
+  the joint sequence; the text stream is whole on every rank, keeps this rank's heads, and its output heads
+  are replicated (:func:`~videosys.dsp.collectives.replicate`). Needs ``H % N == 0``.
 - *USP* (:mod:`videosys.dsp.usp`): Ulysses over as many ranks as the heads allow, ring attention
   (:mod:`videosys.dsp.ring`) across the rest; plain Ulysses when the heads divide by ``N``.
   ``full_attention="ulysses"`` or ``"ring"`` forces one.
@@ -33,9 +36,10 @@ attention: it is trimmed before and restored after. A self-attention mask (boole
 describes the whole video, broadcastable to its ``(B, T, S)`` as without parallelism; each attention
 takes the slice its tokens need.
 
-The wrapping patches instance attributes (``embed``, ``head``, an attention's ``forward`` or ``mix``, an
-axis embedding's ``forward``): the modules, their types and parameter names stay the same, so
-checkpoints load and save identically with or without sequence parallelism.
+The wrapping (:mod:`videosys.core.patching`, at the ``LAYOUT`` level) goes on instance methods (``embed``,
+``head``, an attention's ``forward`` or ``mix``, an axis embedding's ``forward``): the modules, their types
+and parameter names stay the same, so checkpoints load and save identically with or without sequence
+parallelism, and a cache such as PAB's composes with it in either order.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from torch import nn
 from videosys.core import (
     AttentionAxis,
     Conditioning,
+    JointAttention,
     STBackbone,
     VideoAttention,
     VideoGrid,
@@ -62,8 +67,9 @@ from videosys.core import (
     token_fields,
 )
 from videosys.core.layers import AxisEmbedding
+from videosys.core.patching import MethodPatch, Nesting, wrap_method
 
-from .collectives import ProcessGroup, gather, resolve_group, split, switch
+from .collectives import ProcessGroup, gather, replicate, resolve_group, split, switch
 from .masks import whole_video_mask
 from .usp import HEAD_DIM, FullAttention, USPLayout, plan_usp
 
@@ -82,6 +88,7 @@ MODES: tuple[str, ...] = ("dsp", "ulysses", "ulysses-resting")
 
 _STATE_ATTR = "_videosys_sequence_parallel"
 _TOKEN_DIM = {AttentionAxis.TEMPORAL: 1, AttentionAxis.SPATIAL: 2}
+_TEXT_HEAD_DIM = 2  # of a joint attention's text q/k/v and output, (B, L, H, D)
 
 
 @dataclass
@@ -100,7 +107,7 @@ class SequenceParallel:
     """True between the split and the gather (and after, until the next ``embed``)."""
     conditioning: tuple[Conditioning, Conditioning] | None = None
     """The blocks' (sliced) and the whole conditioning of the current forward, so ``head`` gets the whole one."""
-    patched: list[tuple[object, str]] = field(default_factory=list)
+    patched: list[MethodPatch] = field(default_factory=list)
 
     @property
     def dim(self) -> int:
@@ -166,7 +173,9 @@ def parallelize(
         attention = block.attn.inner
         plan = _plan(attention.axis, resting, mode)
         where = f"{type(model).__name__}.blocks[{i}].attn.inner"
-        if attention.axis is AttentionAxis.FULL:
+        if isinstance(attention, JointAttention):
+            plan = _joint_plan(attention, state.ranks, full_attention, where)
+        elif attention.axis is AttentionAxis.FULL:
             plan = plan_usp(group, attention.num_heads, full_attention, ulysses_size, where)
             if plan.ring > 1 and type(attention).mix is not VideoAttention.mix:
                 raise ValueError(
@@ -184,7 +193,9 @@ def parallelize(
     _patch(state, model, "embed", _sharded_embed)
     _patch(state, model, "head", _gathered_head)
     for attention, plan in plans:
-        if plan == "switch":
+        if plan == "joint":
+            _patch(state, attention, "mix", _joint_ulysses_mix)
+        elif plan == "switch":
             _patch(state, attention, "forward", _switched_forward)
         elif plan == "ulysses" or (isinstance(plan, USPLayout) and plan.ring == 1):
             _patch(state, attention, "mix", _ulysses_mix)
@@ -204,8 +215,8 @@ def deparallelize(model: STBackbone) -> STBackbone:
     state = sequence_parallel(model)
     if state is None:
         raise ValueError(f"{type(model).__name__} is not parallelized (parallelize() was not called on it)")
-    for obj, name in reversed(state.patched):
-        delattr(obj, name)
+    for patch in reversed(state.patched):
+        patch.remove()
     delattr(model, _STATE_ATTR)
     return model
 
@@ -224,6 +235,17 @@ def average_gradients(model: nn.Module, group: ProcessGroup | None = None) -> No
             param.grad.div_(ranks)
 
 
+def _joint_plan(attention: JointAttention, ranks: int, full_attention: str, where: str) -> str:
+    """Joint attention runs Ulysses over heads (text heads split too); no ring: the text would travel with it."""
+    if full_attention == "ring" or attention.num_heads % ranks:
+        raise ValueError(
+            f"{where} is a JointAttention with {attention.num_heads} heads: joint attention runs Ulysses over "
+            f"heads, so the {ranks} ranks must divide the heads (and full_attention must not be 'ring', got "
+            f"{full_attention!r}); use a group size that divides {attention.num_heads}"
+        )
+    return "joint"
+
+
 def _plan(axis: AttentionAxis, resting: AttentionAxis, mode: str) -> str:
     """``"local"``, ``"switch"`` or ``"ulysses"`` for an attention over ``axis`` (``FULL``: see :mod:`.usp`)."""
     if axis is resting:
@@ -231,26 +253,9 @@ def _plan(axis: AttentionAxis, resting: AttentionAxis, mode: str) -> str:
     return "ulysses" if mode == "ulysses" else "local"
 
 
-class _Override:
-    """An instance attribute standing in for a method: ``wrapper(state, method, *args)``.
-
-    ``method`` is the class's method bound to ``owner`` at call time (not captured), so a deep copy of
-    the model (an EMA copy, say) calls its own copied modules.
-    """
-
-    def __init__(self, owner: object, name: str, wrapper: Callable, state: SequenceParallel) -> None:
-        self.owner, self.name, self.wrapper, self.state = owner, name, wrapper, state
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        method = getattr(type(self.owner), self.name).__get__(self.owner)
-        return self.wrapper(self.state, method, *args, **kwargs)
-
-
 def _patch(state: SequenceParallel, obj: object, name: str, wrapper: Callable) -> None:
-    if name in vars(obj):
-        raise RuntimeError(f"{type(obj).__name__}.{name} is already overridden on the instance; cannot wrap it")
-    setattr(obj, name, _Override(obj, name, wrapper, state))
-    state.patched.append((obj, name))
+    """Wrap ``obj.<name>`` as ``wrapper(state, method, *args)`` (see :mod:`videosys.core.patching`)."""
+    state.patched.append(wrap_method(obj, name, functools.partial(wrapper, state), Nesting.LAYOUT))
 
 
 def _local_mask(
@@ -370,6 +375,30 @@ def _ulysses_mix(
     q, k, v = (switch(t, HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v))
     out = mix(q, k, v, mask, grid)  # both axes whole: mask and positions as in one process
     return switch(out, state.dim, HEAD_DIM, state.group, kind="ulysses")
+
+
+def _joint_ulysses_mix(
+    state: SequenceParallel,
+    mix: Callable,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    context_q: torch.Tensor,
+    context_k: torch.Tensor,
+    context_v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    context_mask: torch.Tensor | None = None,
+    grid: VideoGrid | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ulysses over ``[text; video]``: the video switches sequence -> heads, the text (whole on every rank)
+    keeps this rank's heads; the video output switches back and the text output's heads are replicated."""
+    length = state.resting_length()
+    q, k, v = (switch(t, HEAD_DIM, state.dim, state.group, length=length, pad=False, kind="ulysses") for t in (q, k, v))
+    heads = q.shape[HEAD_DIM]
+    text = (t.narrow(_TEXT_HEAD_DIM, state.rank * heads, heads) for t in (context_q, context_k, context_v))
+    out, context_out = mix(q, k, v, *text, mask, context_mask, grid)  # both axes whole: as in one process
+    out = switch(out, state.dim, HEAD_DIM, state.group, kind="ulysses")
+    return out, replicate(context_out, _TEXT_HEAD_DIM, state.group, kind="joint")
 
 
 def _usp_mix(

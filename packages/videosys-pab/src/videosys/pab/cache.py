@@ -1,30 +1,29 @@
 """The broadcast cache around one :class:`~videosys.core.Branch`.
 
-PAB installs itself by giving the branch an instance ``forward`` that goes through a
-:class:`BranchCache`; the module keeps its type, parameters and state-dict keys, so the backbone still
-passes :func:`~videosys.core.check_backbone`, and removing the instance attribute restores the branch
-exactly. The cached unit is the branch output (after output projection and gate): a reused branch runs
-none of its code, including any sequence-parallel collectives inside its attention.
+PAB installs a :class:`BranchCache` as a wrapper of the branch's ``forward`` (:mod:`videosys.core.patching`,
+at the ``CACHE`` level, outside any sequence-parallel wrapper); the module keeps its type, parameters and
+state-dict keys, so the backbone still passes :func:`~videosys.core.check_backbone`, and removing the
+wrapper restores the branch exactly. The cached unit is the branch output (after output projection and
+gate): a reused branch runs none of its code, including any sequence-parallel collectives inside it.
 """
 
 from __future__ import annotations
 
 import logging
-import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
 from videosys.core import Branch, DenoisingStep, current_step
+from videosys.core.patching import MethodPatch, Nesting, method_wrappers, wrap_method
 
 from .state import PABState
 
 __all__ = ["BranchCache", "ReuseRule"]
 
 logger = logging.getLogger("videosys.pab")
-
-_ATTR = "_videosys_pab_cache"
 
 
 class ReuseRule(Protocol):
@@ -36,6 +35,8 @@ class ReuseRule(Protocol):
 
 
 Signature = tuple[Any, ...]
+BranchOutput = torch.Tensor | tuple[torch.Tensor, ...]
+"""A branch's update: one tensor, or one per stream for a :class:`~videosys.core.JointBranch` (video, text)."""
 
 
 def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Signature:
@@ -49,10 +50,14 @@ def _signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Signature:
     return (*map(describe, args), *((k, describe(v)) for k, v in kwargs.items()))
 
 
+def _detached(output: BranchOutput) -> BranchOutput:
+    return tuple(o.detach() for o in output) if isinstance(output, tuple) else output.detach()
+
+
 @dataclass
 class _Entry:
     signature: Signature
-    output: torch.Tensor
+    output: BranchOutput
 
 
 class BranchCache:
@@ -73,25 +78,22 @@ class BranchCache:
         self.entries: dict[int, _Entry] = {}
         self.step: DenoisingStep | None = None
         self.position = -1
-        self._saved_forward = branch.__dict__.get("forward")
-        self._compute = self._saved_forward or types.MethodType(type(branch).forward, branch)
+        self.patch: MethodPatch | None = None
 
     def install(self) -> None:
         """Route the branch's calls through this cache."""
-        if _ATTR in self.branch.__dict__:
+        if any(isinstance(wrapper, BranchCache) for wrapper in method_wrappers(self.branch, "forward")):
             raise RuntimeError(
                 f"this {type(self.branch).__name__} already has PAB installed (a branch shared between blocks, "
                 "or a model enabled twice)"
             )
-        self.branch.__dict__[_ATTR] = self
-        self.branch.forward = types.MethodType(_cached_forward, self.branch)
+        self.patch = wrap_method(self.branch, "forward", self, Nesting.CACHE)
 
     def uninstall(self) -> None:
-        """Restore the branch's own ``forward`` and drop every cached tensor."""
-        del self.branch.__dict__["forward"]
-        if self._saved_forward is not None:
-            self.branch.forward = self._saved_forward
-        del self.branch.__dict__[_ATTR]
+        """Take this cache off the branch's ``forward`` and drop every cached tensor."""
+        if self.patch is not None:
+            self.patch.remove()
+            self.patch = None
         self.clear()
 
     def clear(self) -> None:
@@ -100,10 +102,11 @@ class BranchCache:
         self.step = None
         self.position = -1
 
-    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(self, compute: Callable[..., BranchOutput], *args: Any, **kwargs: Any) -> BranchOutput:
+        """One call of the branch; ``compute`` runs it (the next wrapper in, or the branch's own forward)."""
         step = current_step()
         if step is None:
-            return self._compute(*args, **kwargs)
+            return compute(*args, **kwargs)
         self.state.observe(step)
         if step != self.step:
             self.step, self.position = step, 0
@@ -118,9 +121,9 @@ class BranchCache:
         if reuse:
             output = entry.output
         else:
-            output = self._compute(*args, **kwargs)
+            output = compute(*args, **kwargs)
             if self.rule is not None and self.rule.keeps(step):
-                self.entries[self.position] = _Entry(signature, output.detach())
+                self.entries[self.position] = _Entry(signature, _detached(output))
             else:
                 self.entries.pop(self.position, None)
         if step.index == step.num_steps - 1:  # no later step can reuse: free the memory now
@@ -128,7 +131,3 @@ class BranchCache:
         self.state.record(self.kind, reuse, step)
         return output
 
-
-def _cached_forward(self: Branch, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """The instance ``forward`` PAB gives a branch: a bound method, so ``copy.deepcopy`` rebinds it."""
-    return self.__dict__[_ATTR](*args, **kwargs)
