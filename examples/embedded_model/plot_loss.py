@@ -1,6 +1,6 @@
 """Plot a videosys-train run's loss curve (``metrics.jsonl``) to a PNG; needs matplotlib.
 
-python examples/embedded_model/plot_loss.py outputs/embedded/metrics.jsonl docs/embedded_loss.png
+    python examples/embedded_model/plot_loss.py outputs/embedded/metrics.jsonl docs/embedded_loss.png
 """
 
 from __future__ import annotations
