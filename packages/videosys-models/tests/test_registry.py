@@ -14,9 +14,17 @@ from videosys.models import LATTE_PAB, OPENSORA_PAB, UnknownModelError, get_mode
 
 def test_registry_names_and_defaults():
     assert list_models() == [
-        "dit", "dit-xl-2-256", "dit-xl-2-512", "latte", "opensora-1.2", "videosys-tiny",
-        "wan-2.1-t2v-1.3b", "wan-2.1-t2v-14b",
-    ]  # fmt: skip
+        "dit",
+        "dit-xl-2-256",
+        "dit-xl-2-512",
+        "latte",
+        "opensora-1.2",
+        "opensora-plan-1.1",
+        "opensora-plan-1.2",
+        "videosys-tiny",
+        "wan-2.1-t2v-1.3b",
+        "wan-2.1-t2v-14b",
+    ]
     latte = get_model("Latte")
     assert dict(latte.defaults) == {
         "num_frames": 16,
@@ -40,7 +48,10 @@ def test_registry_names_and_defaults():
 
 
 def test_unknown_model_lists_known_ones():
-    expected = "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2, videosys-tiny"
+    expected = (
+        "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2, opensora-plan-1.1, "
+        "opensora-plan-1.2, videosys-tiny"
+    )
     with pytest.raises(UnknownModelError, match=expected):
         get_model("sora")
 

@@ -8,12 +8,12 @@ diffusers and transformers on first use).
 """
 
 from .loading import CheckpointError, load_backbone
-from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB, WAN_PAB
+from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB, OPENSORA_PLAN_V11_PAB, OPENSORA_PLAN_V12_PAB, WAN_PAB
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
-from .transformers import DiTTransformer, LatteTransformer, STDiT3, WanTransformer
-from .vae import OpenSoraVAE
+from .transformers import DiTTransformer, LatteTransformer, OpenSoraPlanLatte, OpenSoraPlanT2V, STDiT3, WanTransformer
+from .vae import CausalVAE, OpenSoraVAE
 
 __version__ = "0.1.0"
 
@@ -21,12 +21,17 @@ __all__ = [
     "EMBEDDED_PAB",
     "LATTE_PAB",
     "MODELS",
+    "CausalVAE",
     "CheckpointError",
     "DiTTransformer",
     "LatteTransformer",
+    "OpenSoraPlanLatte",
+    "OpenSoraPlanT2V",
     "STDiT3",
     "ModelSpec",
     "OPENSORA_PAB",
+    "OPENSORA_PLAN_V11_PAB",
+    "OPENSORA_PLAN_V12_PAB",
     "OpenSoraVAE",
     "RectifiedFlow",
     "T5TextEncoder",

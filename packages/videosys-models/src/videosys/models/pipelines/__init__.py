@@ -4,6 +4,7 @@ from .base import Component, FrameCondition, IncompleteWeightsError, Pipeline
 from .dit import DiTPipeline
 from .latte import LattePipeline
 from .opensora import OpenSoraPipeline
+from .opensora_plan import OpenSoraPlanPipeline, OpenSoraPlanV11Pipeline, OpenSoraPlanV12Pipeline
 from .wan import WanPipeline
 
 __all__ = [
@@ -13,6 +14,9 @@ __all__ = [
     "IncompleteWeightsError",
     "LattePipeline",
     "OpenSoraPipeline",
+    "OpenSoraPlanPipeline",
+    "OpenSoraPlanV11Pipeline",
+    "OpenSoraPlanV12Pipeline",
     "Pipeline",
     "WanPipeline",
 ]
