@@ -20,7 +20,7 @@ import torch
 from videosys.core.io import to_uint8_frames
 
 from ..loading import load_backbone
-from ..text_encoders import encode_texts
+from ..text_encoders import encode_texts, load_text_encoder
 from ..transformers import WanTransformer
 from .base import Component, Pipeline
 from .sampling import diffusers_class, load_scheduler, make_generator, random_latents
@@ -62,17 +62,16 @@ class WanPipeline(Pipeline):
     @classmethod
     def load(cls, root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool) -> WanPipeline:
         """Read a checked Wan 2.1 folder; the VAE stays in float32, as Wan runs it."""
-        from transformers import AutoTokenizer, UMT5EncoderModel
+        from transformers import AutoTokenizer
 
         local = {"use_safetensors": None if allow_bin else True, "local_files_only": True}
         vae = diffusers_class("AutoencoderKLWan", "0.33").from_pretrained(root / "vae", **local)
-        text_encoder = UMT5EncoderModel.from_pretrained(root / "text_encoder", **local)
         return cls(
             transformer=load_backbone(
                 WanTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin
             ),
             vae=vae.to(device=device, dtype=torch.float32).eval(),
-            text_encoder=text_encoder.to(device=device, dtype=dtype).eval(),
+            text_encoder=load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
             tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
             scheduler=load_scheduler(root / "scheduler"),
         )
