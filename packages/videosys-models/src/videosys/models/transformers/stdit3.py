@@ -231,7 +231,7 @@ class STDiT3(STBackbone):
         if cond.x_mask is not None:
             # As the original: frames at t0 are modulated again, from the t-modulated features.
             h = torch.where(cond.x_mask, h, modulate(final.norm(h), *final.shift_scale(cond.t0)))
-        x = unpatchify(final.linear(h), self.out_channels, self.patch_size, cond.grid[1:])
+        x = unpatchify(final.linear(h), self.out_channels, self.patch_size, (cond.grid.height, cond.grid.width))
         t, h, w = cond.size
         return x[:, :, :t, :h, :w].float()
 
