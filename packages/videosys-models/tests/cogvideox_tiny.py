@@ -1,0 +1,53 @@
+"""Tiny CogVideoX configs and inputs shared by the CogVideoX tests and their spawned ranks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+# 2b flavour: 3-D sin-cos positions, whose table covers exactly max_text_seq_length text tokens.
+TINY_2B = {
+    "num_attention_heads": 2,
+    "attention_head_dim": 16,
+    "in_channels": 4,
+    "out_channels": 4,
+    "time_embed_dim": 24,
+    "text_embed_dim": 20,
+    "num_layers": 2,
+    "sample_width": 10,
+    "sample_height": 6,
+    "sample_frames": 9,
+    "max_text_seq_length": 7,
+    "spatial_interpolation_scale": 1.875,
+    "temporal_interpolation_scale": 1.0,
+    "use_rotary_positional_embeddings": False,
+}
+# 5b flavour: 3-D RoPE (head dim 16 splits 4 / 6 / 6), trained grid 6 x 9, any text length.
+TINY_5B = {**TINY_2B, "sample_width": 18, "sample_height": 12, "use_rotary_positional_embeddings": True}
+# Sequence-parallel flavour: 6 heads divide over 2 and 3 ranks.
+TINY_5B_DSP = {**TINY_5B, "num_attention_heads": 6}
+
+
+def randomize(model: torch.nn.Module, seed: int) -> None:
+    """Overwrite every parameter (the zero-initialised ones too) so no branch is trivially zero."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+
+
+def save_reference(folder: Path, config: dict, seed: int = 0) -> torch.nn.Module:
+    """A random diffusers ``CogVideoXTransformer3DModel`` saved to ``folder``; returns it."""
+    import diffusers
+
+    model = diffusers.CogVideoXTransformer3DModel(**config).eval()
+    randomize(model, seed)
+    model.save_pretrained(folder, safe_serialization=True)
+    return model
+
+
+def inputs(frames: int, height: int, width: int, text: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents ``(2, 4, T, H, W)`` (our layout) and text features ``(2, L, 20)``."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, 4, frames, height, width, generator=g), torch.randn(2, text, 20, generator=g)
