@@ -8,20 +8,22 @@ diffusers and transformers on first use).
 """
 
 from .loading import CheckpointError, load_backbone
-from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
+from .pab_defaults import COGVIDEOX_PAB, EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
-from .transformers import DiTTransformer, LatteTransformer, STDiT3
+from .transformers import CogVideoXTransformer, DiTTransformer, LatteTransformer, STDiT3
 from .vae import OpenSoraVAE
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "COGVIDEOX_PAB",
     "EMBEDDED_PAB",
     "LATTE_PAB",
     "MODELS",
     "CheckpointError",
+    "CogVideoXTransformer",
     "DiTTransformer",
     "LatteTransformer",
     "STDiT3",

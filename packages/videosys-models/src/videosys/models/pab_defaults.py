@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from videosys.pab import Broadcast, MLPReuse, PABConfig
 
-__all__ = ["EMBEDDED_PAB", "LATTE_PAB", "OPENSORA_PAB"]
+__all__ = ["COGVIDEOX_PAB", "EMBEDDED_PAB", "LATTE_PAB", "OPENSORA_PAB"]
 
 
 def _loop_positions(steps: tuple[int, ...], num_steps: int) -> tuple[float, ...]:
@@ -47,3 +47,8 @@ EMBEDDED_PAB = PABConfig(
 )
 """videosys-tiny (20 trailing DDIM steps): spatial 2 / temporal 3 / cross 4 on (100, 800), no MLP reuse;
 measured in ``benchmarks/embedded_model.py`` (speed and PSNR against the clip without PAB)."""
+
+COGVIDEOX_PAB = PABConfig(full=Broadcast(2, window=(100, 850)))
+"""CogVideoX 2b / 5b (VideoSys's CogVideoX config): the joint text-video attention, which is VideoSys's "spatial"
+kind there and a ``full`` attention here, every 2 steps on (100, 850); CogVideoX has no temporal or cross
+attention, and no MLP reuse."""
