@@ -51,3 +51,62 @@ def inputs(frames: int, height: int, width: int, text: int, seed: int = 0) -> tu
     """Latents ``(2, 4, T, H, W)`` (our layout) and text features ``(2, L, 20)``."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(2, 4, frames, height, width, generator=g), torch.randn(2, text, 20, generator=g)
+
+
+def _scheduler(flavour: str):
+    """The published folders' schedulers (THUDM/CogVideoX-2b / -5b ``scheduler_config.json``)."""
+    import diffusers
+
+    config = {
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "clip_sample": False,
+        "prediction_type": "v_prediction",
+        "rescale_betas_zero_snr": True,
+        "set_alpha_to_one": True,
+        "steps_offset": 0,
+        "timestep_spacing": "trailing",
+    }
+    if flavour == "2b":
+        return diffusers.CogVideoXDDIMScheduler.from_config({**config, "snr_shift_scale": 3.0})
+    return diffusers.CogVideoXDPMScheduler.from_config({**config, "snr_shift_scale": 1.0})
+
+
+def tiny_vae():
+    """A CogVideoX VAE with 4 latent channels, 4x spatial and 4x temporal compression."""
+    import diffusers
+
+    torch.manual_seed(0)
+    return diffusers.AutoencoderKLCogVideoX(
+        down_block_types=("CogVideoXDownBlock3D",) * 3,
+        up_block_types=("CogVideoXUpBlock3D",) * 3,
+        block_out_channels=(8, 8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        temporal_compression_ratio=4,
+        sample_height=16,
+        sample_width=24,
+    ).eval()
+
+
+def save_folder(root: Path, flavour: str) -> Path:
+    """A complete tiny ``THUDM/CogVideoX-<flavour>`` folder written by diffusers' ``CogVideoXPipeline``."""
+    import diffusers
+    from conftest import tiny_t5, tiny_tokenizer
+
+    config = TINY_2B if flavour == "2b" else TINY_5B
+    transformer = diffusers.CogVideoXTransformer3DModel(**config).eval()
+    randomize(transformer, seed=3)
+    tokenizer = tiny_tokenizer()
+    pipe = diffusers.CogVideoXPipeline(
+        tokenizer=tokenizer,
+        text_encoder=tiny_t5(len(tokenizer), config["text_embed_dim"]),
+        vae=tiny_vae(),
+        transformer=transformer,
+        scheduler=_scheduler(flavour),
+    )
+    pipe.save_pretrained(root, safe_serialization=True)
+    return root

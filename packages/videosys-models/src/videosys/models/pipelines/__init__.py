@@ -1,11 +1,13 @@
 """Text-to-video and class-to-image pipelines on one base: components from one folder, one denoising loop."""
 
 from .base import Component, FrameCondition, IncompleteWeightsError, Pipeline
+from .cogvideox import CogVideoXPipeline
 from .dit import DiTPipeline
 from .latte import LattePipeline
 from .opensora import OpenSoraPipeline
 
 __all__ = [
+    "CogVideoXPipeline",
     "Component",
     "DiTPipeline",
     "FrameCondition",
