@@ -13,7 +13,16 @@ from videosys.models import LATTE_PAB, OPENSORA_PAB, UnknownModelError, get_mode
 
 
 def test_registry_names_and_defaults():
-    assert list_models() == ["dit", "dit-xl-2-256", "dit-xl-2-512", "latte", "opensora-1.2", "videosys-tiny"]
+    assert list_models() == [
+        "cogvideox-2b",
+        "cogvideox-5b",
+        "dit",
+        "dit-xl-2-256",
+        "dit-xl-2-512",
+        "latte",
+        "opensora-1.2",
+        "videosys-tiny",
+    ]
     latte = get_model("Latte")
     assert dict(latte.defaults) == {
         "num_frames": 16,
@@ -37,7 +46,10 @@ def test_registry_names_and_defaults():
 
 
 def test_unknown_model_lists_known_ones():
-    expected = "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2, videosys-tiny"
+    expected = (
+        "unknown model 'sora'; known models: cogvideox-2b, cogvideox-5b, dit, dit-xl-2-256, dit-xl-2-512, latte, "
+        "opensora-1.2, videosys-tiny"
+    )
     with pytest.raises(UnknownModelError, match=expected):
         get_model("sora")
 
