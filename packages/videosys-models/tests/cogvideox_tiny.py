@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from conftest import randomize, tiny_t5, tiny_tokenizer
 
 # 2b flavour: 3-D sin-cos positions, whose table covers exactly max_text_seq_length text tokens.
 TINY_2B = {
@@ -27,14 +28,6 @@ TINY_2B = {
 TINY_5B = {**TINY_2B, "sample_width": 18, "sample_height": 12, "use_rotary_positional_embeddings": True}
 # Sequence-parallel flavour: 6 heads divide over 2 and 3 ranks.
 TINY_5B_DSP = {**TINY_5B, "num_attention_heads": 6}
-
-
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Overwrite every parameter (the zero-initialised ones too) so no branch is trivially zero."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
 
 
 def save_reference(folder: Path, config: dict, seed: int = 0) -> torch.nn.Module:
@@ -95,7 +88,6 @@ def tiny_vae():
 def save_folder(root: Path, flavour: str) -> Path:
     """A complete tiny ``THUDM/CogVideoX-<flavour>`` folder written by diffusers' ``CogVideoXPipeline``."""
     import diffusers
-    from conftest import tiny_t5, tiny_tokenizer
 
     config = TINY_2B if flavour == "2b" else TINY_5B
     transformer = diffusers.CogVideoXTransformer3DModel(**config).eval()

@@ -31,30 +31,17 @@ def folder(request, tmp_path_factory):
 def test_sampling_loop_equals_diffusers(folder, dynamic):
     flavour, root = folder
     prompts = ["a cat runs on the beach", "red dog in snow"]
+    common = {
+        "negative_prompt": "blue",
+        "guidance_scale": 6.0,
+        "use_dynamic_cfg": dynamic,
+        "max_sequence_length": TEXT[flavour],
+        "output_type": "latent",
+        **CALL,
+    }
     reference = diffusers.CogVideoXPipeline.from_pretrained(root)
-    expected = reference(
-        prompts,
-        negative_prompt="blue",
-        guidance_scale=6.0,
-        use_dynamic_cfg=dynamic,
-        max_sequence_length=TEXT[flavour],
-        generator=torch.Generator().manual_seed(0),
-        output_type="latent",
-        return_dict=False,
-        **CALL,
-    )[0]
-    ours = CogVideoXPipeline.from_pretrained(root)
-    got = ours(
-        prompts,
-        negative_prompt="blue",
-        guidance_scale=6.0,
-        use_dynamic_cfg=dynamic,
-        max_sequence_length=TEXT[flavour],
-        seed=0,
-        output_type="latent",
-        progress=False,
-        **CALL,
-    )
+    expected = reference(prompts, generator=torch.Generator().manual_seed(0), return_dict=False, **common)[0]
+    got = CogVideoXPipeline.from_pretrained(root)(prompts, seed=0, progress=False, **common)
     torch.testing.assert_close(got, expected.transpose(1, 2), rtol=0, atol=1e-4)
 
 

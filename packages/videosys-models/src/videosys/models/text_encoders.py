@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["T5TextEncoder", "encode_texts"]
+__all__ = ["T5TextEncoder", "encode_texts", "load_t5"]
 
 
 def encode_texts(
@@ -40,6 +40,25 @@ def encode_texts(
     return features.to(encoder.dtype), mask
 
 
+def load_t5(
+    encoder_folder: str | os.PathLike,
+    tokenizer_folder: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    allow_bin: bool = False,
+) -> tuple[Any, Any]:
+    """``(tokenizer, encoder)`` from local folders (the pipelines' ``tokenizer/`` and ``text_encoder/``), the encoder
+    in eval mode on ``device``/``dtype``; safetensors weights unless ``allow_bin=True`` (trusted files only)."""
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    encoder = T5EncoderModel.from_pretrained(
+        encoder_folder, use_safetensors=None if allow_bin else True, local_files_only=True
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder, local_files_only=True)
+    return tokenizer, encoder.to(device=device, dtype=dtype).eval()
+
+
 class T5TextEncoder:
     """A T5 encoder and its tokenizer read from one local folder (``DeepFloyd/t5-v1_1-xxl``'s layout)."""
 
@@ -64,19 +83,14 @@ class T5TextEncoder:
 
         Safetensors weights are required unless ``allow_bin=True`` (pickled ``.bin``: trusted files only).
         """
-        from transformers import AutoTokenizer, T5EncoderModel
-
         root = Path(folder)
         if not (root / "config.json").is_file():
             raise FileNotFoundError(
                 f"{root} is not a T5 folder (no config.json); expected the layout of DeepFloyd/t5-v1_1-xxl: "
                 "config.json, the weights and the tokenizer files side by side"
             )
-        encoder = T5EncoderModel.from_pretrained(
-            root, use_safetensors=None if allow_bin else True, local_files_only=True
-        )
-        tokenizer = AutoTokenizer.from_pretrained(root, local_files_only=True)
-        return cls(tokenizer, encoder.to(device=device, dtype=dtype).eval(), max_length)
+        tokenizer, encoder = load_t5(root, root, device=device, dtype=dtype, allow_bin=allow_bin)
+        return cls(tokenizer, encoder, max_length)
 
     @property
     def hidden_size(self) -> int:

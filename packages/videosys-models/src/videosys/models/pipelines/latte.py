@@ -19,7 +19,7 @@ import torch
 from videosys.core.io import to_uint8_frames
 
 from ..loading import load_backbone
-from ..text_encoders import encode_texts
+from ..text_encoders import encode_texts, load_t5
 from ..transformers import LatteTransformer
 from .base import Component, FrameCondition, Pipeline
 from .sampling import load_scheduler, make_generator, random_latents
@@ -65,7 +65,6 @@ class LattePipeline(Pipeline):
         """Read a checked Latte-1 folder. ``vae="auto"`` takes the temporal decoder when the folder has one
         (Latte-1's default), else ``vae/``."""
         import diffusers
-        from transformers import AutoTokenizer, T5EncoderModel
 
         if vae == "auto":
             vae = "temporal" if (root / "vae_temporal_decoder").is_dir() else "2d"
@@ -80,14 +79,16 @@ class LattePipeline(Pipeline):
         )
         local = {"use_safetensors": None if allow_bin else True, "local_files_only": True}
         autoencoder = vae_class.from_pretrained(root / vae_folder, **local)
-        text_encoder = T5EncoderModel.from_pretrained(root / "text_encoder", **local)
+        tokenizer, text_encoder = load_t5(
+            root / "text_encoder", root / "tokenizer", device=device, dtype=dtype, allow_bin=allow_bin
+        )
         return cls(
             transformer=load_backbone(
                 LatteTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin
             ),
             vae=autoencoder.to(device=device, dtype=dtype).eval(),
-            text_encoder=text_encoder.to(device=device, dtype=dtype).eval(),
-            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
             scheduler=load_scheduler(root / "scheduler"),
         )
 

@@ -25,7 +25,7 @@ from videosys.core.io import to_uint8_frames
 from .. import opensora_presets as presets
 from ..loading import load_backbone
 from ..schedulers import RectifiedFlow
-from ..text_encoders import encode_texts
+from ..text_encoders import encode_texts, load_t5
 from ..transformers import STDiT3
 from ..vae import OpenSoraVAE
 from .base import Component, Pipeline
@@ -83,16 +83,14 @@ class OpenSoraPipeline(Pipeline):
     @classmethod
     def load(cls, root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool) -> OpenSoraPipeline:
         """Read a checked folder; the VAE and T5 run in ``dtype`` too (the original runs all three in bf16)."""
-        from transformers import AutoTokenizer, T5EncoderModel
-
-        text_encoder = T5EncoderModel.from_pretrained(
-            root / "text_encoder", use_safetensors=None if allow_bin else True, local_files_only=True
+        tokenizer, text_encoder = load_t5(
+            root / "text_encoder", root / "tokenizer", device=device, dtype=dtype, allow_bin=allow_bin
         )
         return cls(
             transformer=load_backbone(STDiT3, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin),
             vae=OpenSoraVAE.from_pretrained(root / "vae", dtype=dtype, device=device),
-            text_encoder=text_encoder.to(device=device, dtype=dtype).eval(),
-            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
         )
 
     @classmethod
@@ -259,7 +257,13 @@ class OpenSoraPipeline(Pipeline):
             return self.transformer(x.to(model_dtype), t, context, mask=text_mask, x_mask=x_mask, **size)
 
         latents = sampler.sample(
-            model_fn, z, height=height, width=width, num_frames=frames, mask=mask, generator=generator,
+            model_fn,
+            z,
+            height=height,
+            width=width,
+            num_frames=frames,
+            mask=mask,
+            generator=generator,
             progress=progress,
         )
         if output_type == "latent":
