@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.run import main as torchrun
 
-from videosys.core import AdaLNBlock, Conditioning, STBackbone
+from videosys.core import AdaLNBlock, Conditioning, STBackbone, denoising_step
 from videosys.core.layers import FinalLayer, RotaryEmbedding, TimestepEmbedder
 from videosys.dsp import comm_stats, parallelize, reset_comm_stats, total_bytes
 
@@ -127,6 +127,28 @@ def round_robin(
             if rank == 0 and name in parallel:
                 max_diff[name] = (out.float() - reference.float()).abs().max().item()
     return sent, {name: sorted(t)[len(t) // 2] for name, t in times.items()}, max_diff
+
+
+def generations(
+    models: dict[str, nn.Module], timesteps: list[float], inputs: tuple, device: torch.device
+) -> dict[str, tuple[int, float]]:
+    """Per model, bytes this rank fed to collectives and seconds over a whole sampling loop (no grad).
+
+    The models advance step by step in turn (round-robin), so load on the machine hits them alike; each step
+    runs inside the denoising-step context (for PAB) with ``inputs[1]`` (the timesteps) set to the step's.
+    """
+    sent, seconds = dict.fromkeys(models, 0), dict.fromkeys(models, 0.0)
+    for i, t in enumerate(timesteps):
+        for name, model in models.items():
+            reset_comm_stats()
+            dist.barrier()
+            start = time.perf_counter()
+            with denoising_step(i, t, len(timesteps)):
+                step(model, (inputs[0], torch.full_like(inputs[1], t), *inputs[2:]), False, device)
+            seconds[name] += time.perf_counter() - start
+            sent[name] += total_bytes(comm_stats())
+            dist.barrier()
+    return {name: (sent[name], seconds[name]) for name in models}
 
 
 def relaunch(script: str) -> None:

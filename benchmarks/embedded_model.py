@@ -1,6 +1,6 @@
 """The embedded default model (``videosys-tiny``): prompt following over the whole grammar, and PAB on vs off.
 
-    python benchmarks/embedded_model.py [--seeds 2] [--repeats 3]
+    python benchmarks/embedded_model.py [--seeds 2] [--repeats 3] [--weights FILE] [--cfg SCALE]
 
 Prompt following: one clip per (colour, shape, direction) combination and seed, each measured from its
 pixels by the models tests' ``pixel_measure`` (dominant colour, centroid direction, and for large shapes
@@ -74,12 +74,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=get_model("videosys-tiny").defaults["num_inference_steps"])
+    parser.add_argument("--weights", type=Path, default=None, help="a weights file (default: the shipped one)")
+    parser.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the weights file's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    _, config = read_weights(WEIGHTS)
+    _, config = read_weights(args.weights or WEIGHTS)
     held_out = {tuple(c.split()) for c in config["held_out"]}
     spec = get_model("videosys-tiny")
-    base, accelerated = load("videosys-tiny"), load("videosys-tiny")
+    base, accelerated = load("videosys-tiny", args.weights), load("videosys-tiny", args.weights)
     sizes = ("large", "small")
     combos = [(c, s, d) for c in COLORS for s in SHAPES for d in DIRECTIONS]
     prompts = [(*combo, sizes[i % 2]) for i, combo in enumerate(combos)]
@@ -92,7 +94,9 @@ def main() -> None:
             best = {key: (float("inf"), float("inf")) for key in pipes}
             for r in range(args.repeats):
                 for key in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                    videos, c, w = timed(pipes[key], texts, seed=seed, num_inference_steps=args.steps)
+                    videos, c, w = timed(
+                        pipes[key], texts, seed=seed, num_inference_steps=args.steps, guidance_scale=args.cfg
+                    )
                     best[key] = (min(best[key][0], c), min(best[key][1], w))
                     if r == 0:
                         results[key].append(videos)
@@ -101,7 +105,11 @@ def main() -> None:
                 wall[key] += best[key][1]
         counts = stats(accelerated.transformer)
     n = len(texts) * args.seeds
-    print(f"videosys-tiny, {args.steps} DDIM steps, {len(texts)} prompts x {args.seeds} seeds, one thread")
+    scale = base.config.get("guidance_scale", 1.0) if args.cfg is None else args.cfg
+    print(
+        f"videosys-tiny ({args.weights or 'shipped'}, step {config.get('trained_steps')}), {args.steps} DDIM steps, "
+        f"guidance {scale}, {len(texts)} prompts x {args.seeds} seeds, one thread"
+    )
     for key in ("off", "on"):
         flat = [v for batch in results[key] for v in batch]
         groups = {"seen": [], "held out": []}

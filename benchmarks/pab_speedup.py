@@ -1,6 +1,6 @@
-"""PAB on vs off on CPU for two proxies of real video DiTs, measured side by side in one run.
+"""PAB on vs off on CPU for proxies of real video DiTs, measured side by side in one run.
 
-    python benchmarks/pab_speedup.py [--width 256] [--depth 1] [--repeats 2] [--threads 1]
+    python benchmarks/pab_speedup.py [--width 256] [--depth 1] [--repeats 2] [--threads 1] [--only Open-Sora-Plan]
 
 What bounds PAB's gain is the share of compute inside the branches it reuses, and that share grows
 with tokens per frame relative to the width (attention costs S^2 C against S C^2 for projections and
@@ -8,8 +8,11 @@ MLP). Each proxy keeps the real model's spatial tokens per frame *relative to it
 down to ``--width``), its latent frames, text length, sampler, step count and default PAB config
 (REFERENCES.md), and has ``--depth`` spatial + ``--depth`` temporal blocks (the real ones have 28 + 28;
 per-step cost is uniform over depth, so the ratios carry over; MLP reuse, which the originals apply
-to blocks 0-4 of 28, keeps that share of the proxy's blocks: none at depth 1). Weights are random:
-the latent error below compares PAB with the same model without PAB, not video quality.
+to blocks 0-4 of 28, keeps that share of the proxy's blocks: none at depth 1). The Open-Sora-Plan v1.2
+proxy has ``--depth`` blocks of full 3-D attention over all ``T * S`` tokens with 3-D RoPE (the real one
+32, width 2304): its tokens are scaled so that ``T * S`` relative to the width is the real model's, since
+full attention costs ``(T S)^2 C`` against ``T S C^2``. Weights are random: the latent error below
+compares PAB with the same model without PAB, not video quality.
 
 Timing: the PAB-off model and its PAB-on copy run the same loop in lockstep, one forward each per
 step (order flipped every step), fastest of ``--repeats`` rounds per step, on one torch thread. The
@@ -42,30 +45,45 @@ from videosys.core import (
     AdaLNBlock,
     Conditioning,
     STBackbone,
+    VideoGrid,
     attention_backend,
     branch_sites,
     denoising_step,
 )
-from videosys.core.layers import FinalLayer, RotaryEmbedding, TimestepEmbedder
+from videosys.core.layers import FinalLayer, GridRotaryEmbedding, RotaryEmbedding, TimestepEmbedder
+from videosys.models import OPENSORA_PLAN_V12_PAB
 from videosys.pab import Broadcast, MLPReuse, PABConfig, pab, stats
 
 REAL_WIDTH, REAL_DEPTH = 1152, 28
 
 
 class ProxyDiT(STBackbone):
-    """Alternating spatial / temporal adaLN-single blocks (Latte-1, STDiT3 layout) on latent tokens."""
+    """Alternating spatial / temporal adaLN-single blocks (Latte-1, STDiT3 layout) on latent tokens, or with
+    ``full`` blocks of full 3-D attention with RoPE over ``(t, h, w)`` (Open-Sora-Plan v1.2's layout)."""
 
     def __init__(
-        self, width: int, heads: int, depth: int, in_channels: int, temporal_cross: bool, stdit3: bool
+        self,
+        width: int,
+        heads: int,
+        depth: int,
+        in_channels: int,
+        temporal_cross: bool,
+        stdit3: bool,
+        full: bool = False,
     ) -> None:
         super().__init__()
         self.proj_in = nn.Linear(in_channels, width)
         self.t_embed = TimestepEmbedder(width)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
-        rope = RotaryEmbedding(width // heads) if stdit3 else None
+        d = width // heads
+        rope = RotaryEmbedding(d) if stdit3 else None
         qk_norm = "rms" if stdit3 else None
         blocks = []
         for _ in range(depth):
+            if full:  # any split of the head dim costs the same; equal thirds when it divides by 6
+                grid_rope = GridRotaryEmbedding(d, split=(d - 4 * (d // 6), 2 * (d // 6), 2 * (d // 6)))
+                blocks.append(AdaLNBlock(width, heads, "full", cross_attention=True, rope=grid_rope))
+                continue
             blocks.append(AdaLNBlock(width, heads, "spatial", cross_attention=True, qk_norm=qk_norm))
             blocks.append(
                 AdaLNBlock(width, heads, "temporal", cross_attention=temporal_cross, qk_norm=qk_norm, rope=rope)
@@ -78,7 +96,10 @@ class ProxyDiT(STBackbone):
 
     def embed(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, Conditioning]:
         emb = self.t_embed(t)
-        return self.proj_in(x), Conditioning(modulation=self.t_block(emb), context=text, extras={"t": emb})
+        tokens = x.shape[2]
+        rows = max(n for n in range(1, math.isqrt(tokens) + 1) if tokens % n == 0)
+        grid = VideoGrid(x.shape[1], rows, tokens // rows)  # for the 3-D RoPE of full attention
+        return self.proj_in(x), Conditioning(modulation=self.t_block(emb), context=text, extras={"t": emb}, grid=grid)
 
     def head(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         return self.final(x, cond.extras["t"])
@@ -95,6 +116,9 @@ class Proxy:
     config: Callable[[int], PABConfig]  # depth -> config
     temporal_cross: bool
     stdit3: bool
+    full: bool = False
+    real_width: int = REAL_WIDTH
+    real_depth: int = REAL_DEPTH
 
 
 def ddim_timesteps(steps: int = 50) -> list[float]:
@@ -147,11 +171,21 @@ def open_sora_config(depth: int) -> PABConfig:
     return PABConfig(spatial=Broadcast(2, window), temporal=Broadcast(4, window), cross=Broadcast(6, window), mlp=mlp)
 
 
+def linspace_timesteps(steps: int = 100) -> list[float]:
+    """diffusers' "linspace" spacing over 1000 training steps: 999, ..., 0 (Euler schedulers' default)."""
+    return torch.linspace(999, 0, steps, dtype=torch.float64).tolist()
+
+
 PROXIES = [
     Proxy("Latte-1 512x512 (16 frames, 50 DDIM steps)", 1024, 16, 120, ddim_timesteps(50), ddim_update,
           latte_config, temporal_cross=False, stdit3=False),
     Proxy("Open-Sora 1.2 480p (13 latent frames, 30 rflow steps)", 1590, 13, 300, rflow_timesteps(30),
           rflow_update, open_sora_config, temporal_cross=True, stdit3=True),
+    # 29x480p: 8 latent frames of 30 x 40 patches, mT5's 512 tokens; EulerAncestral's 100 steps, run without its
+    # noise (deterministic, so the latent error is PAB's alone): the Euler step, which is DDIM's update.
+    Proxy("Open-Sora-Plan v1.2 29x480p (8 latent frames, full 3-D attention, 100 Euler steps)", 1200, 8, 512,
+          linspace_timesteps(100), ddim_update, lambda depth: OPENSORA_PLAN_V12_PAB, temporal_cross=False,
+          stdit3=False, full=True, real_width=2304, real_depth=32),
 ]  # fmt: skip
 
 EVERY_STEP = PABConfig(spatial=Broadcast(1), temporal=Broadcast(1), full=Broadcast(1), cross=Broadcast(1))
@@ -233,22 +267,24 @@ def bookkeeping_per_call(rounds: int = 7, steps: int = 200) -> float:
 
 def bench(proxy: Proxy, args: argparse.Namespace, per_call_cost: float) -> None:
     width, heads, depth = args.width, args.width // 64, args.depth
-    tokens = round(proxy.tokens_per_frame * width / REAL_WIDTH)
+    tokens = round(proxy.tokens_per_frame * width / proxy.real_width)
     torch.manual_seed(0)
-    model = ProxyDiT(width, heads, depth, 4, proxy.temporal_cross, proxy.stdit3).eval()
+    model = ProxyDiT(width, heads, depth, 4, proxy.temporal_cross, proxy.stdit3, proxy.full).eval()
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(1, proxy.frames, tokens, 4, generator=g)
     text = torch.randn(1, proxy.text_len, width, generator=g)
     config = proxy.config(depth)
     steps = len(proxy.timesteps)
     print(f"\n== {proxy.name}")
+    blocks = f"{depth} full" if proxy.full else f"{depth}+{depth}"
+    real_blocks = f"{proxy.real_depth} full" if proxy.full else f"{proxy.real_depth}+{proxy.real_depth}"
     print(
-        f"proxy: width {width} (real {REAL_WIDTH}), {tokens} tokens/frame (real {proxy.tokens_per_frame}), "
-        f"{proxy.frames} frames, {proxy.text_len} text tokens, {depth}+{depth} blocks (real {REAL_DEPTH}+"
-        f"{REAL_DEPTH}), batch 1 (guidance would double every branch alike), {steps} steps"
+        f"proxy: width {width} (real {proxy.real_width}), {tokens} tokens/frame (real {proxy.tokens_per_frame}), "
+        f"{proxy.frames} frames, {proxy.text_len} text tokens, {blocks} blocks (real {real_blocks}), "
+        f"batch 1 (guidance would double every branch alike), {steps} steps"
     )
     print(f"config: {config}")
-    if config.mlp is None:
+    if config.mlp is None and not proxy.full:
         print(f"(MLP reuse, blocks 0-4 of {REAL_DEPTH} per axis in the original, scales to no block at depth {depth})")
 
     twin = copy.deepcopy(model)
@@ -313,13 +349,15 @@ def main() -> None:
     parser.add_argument("--overhead-rounds", type=int, default=3)
     parser.add_argument("--overhead-steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared machine)")
+    parser.add_argument("--only", default="", help="run only the proxies whose name contains this text")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU float32")
     per_call_cost = bookkeeping_per_call()
     print(f"PAB bookkeeping per branch call (1-token model, every interval 1): {per_call_cost * 1e6:.1f} us CPU")
     for proxy in PROXIES:
-        bench(proxy, args, per_call_cost)
+        if args.only in proxy.name:
+            bench(proxy, args, per_call_cost)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,13 @@ import copy
 import dataclasses
 import math
 import os
-import time
 
 import torch
 import torch.distributed as dist
-from dsp_vs_ulysses import init_ranks, relaunch, round_robin, step
+from dsp_vs_ulysses import generations, init_ranks, relaunch, round_robin
 
 import videosys.pab as pab
-from videosys.core import denoising_step
-from videosys.dsp import comm_stats, parallelize, reset_comm_stats, total_bytes
+from videosys.dsp import parallelize
 from videosys.models import OPENSORA_PAB
 from videosys.models.transformers import STDiT3
 
@@ -75,18 +73,7 @@ def pab_generations(model: STDiT3, inputs: tuple, device: torch.device) -> dict[
         models[name] = copy.deepcopy(model)
         pab.enable(models[name], config)
         parallelize(models[name], resting_axis=axis, mode=mode)
-    sent, seconds = dict.fromkeys(RUNS, 0), dict.fromkeys(RUNS, 0.0)
-    for i, t in enumerate(RFLOW_480P_51):
-        for name, run in models.items():
-            reset_comm_stats()
-            dist.barrier()
-            start = time.perf_counter()
-            with denoising_step(i, t, len(RFLOW_480P_51)):
-                step(run, (inputs[0], torch.full_like(inputs[1], t), *inputs[2:]), False, device)
-            seconds[name] += time.perf_counter() - start
-            sent[name] += total_bytes(comm_stats())
-            dist.barrier()
-    return {name: (sent[name], seconds[name]) for name in RUNS}
+    return generations(models, RFLOW_480P_51, inputs, device)
 
 
 def main() -> None:

@@ -3,10 +3,11 @@
     python examples/embedded_model/export.py outputs/embedded \\
         --out packages/videosys-models/src/videosys/models/embedded/videosys-tiny.safetensors
 
-Takes the EMA (or, with ``--weights model``, the raw) weights of the run's latest checkpoint, the
-frozen word vectors of its ``hash`` text encoder for every word of the shapes grammar, and the noise
-schedule of its DDPM objective (as the arguments of a diffusers ``DDIMScheduler``). Needs
-videosys-train and videosys-models.
+Takes the EMA (or, with ``--weights model``, the raw) weights of the run's latest checkpoint (or of
+``--checkpoint``), the frozen word vectors of its ``hash`` text encoder for every word of the shapes
+grammar (and, for a run with caption dropout, the empty caption's vector and ``--cfg``, the default
+guidance scale), and the noise schedule of its DDPM objective (as the arguments of a diffusers
+``DDIMScheduler``). Needs videosys-train and videosys-models.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="the run's output_dir (holding checkpoints/)")
     parser.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     parser.add_argument("--weights", choices=("ema", "model"), default="ema", help="the EMA or the raw weights")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint folder of the run (default: the latest)")
+    parser.add_argument("--cfg", type=float, default=1.0, help="the default guidance scale (needs caption dropout)")
     args = parser.parse_args()
-    checkpoint = latest_checkpoint(args.run / "checkpoints")
+    checkpoint = args.checkpoint or latest_checkpoint(args.run / "checkpoints")
     if checkpoint is None:
         raise SystemExit(f"no complete checkpoint under {args.run / 'checkpoints'}")
     states = json.loads((checkpoint / RUNNING_STATES).read_text())
@@ -71,6 +74,10 @@ def main() -> None:
         raise SystemExit(f"the embedded pipeline stores hash word vectors; this run used {text['kind']!r}")
     encoder = HashTextEncoder(**text["kwargs"])
     table = encoder.encode(list(VOCABULARY))[0][:, 0]  # each word alone: its vector is the first token's
+    dropout = config["model"].get("caption_dropout", 0.0)
+    if args.cfg != 1.0 and not dropout:
+        raise SystemExit(f"--cfg {args.cfg} needs a run trained with model.caption_dropout > 0; this one had none")
+    empty = encoder.encode([""])[0][0, 0] if dropout else None  # what replaced the dropped captions
     metadata = {
         "transformer": sizes,
         "vocabulary": list(VOCABULARY),
@@ -79,8 +86,9 @@ def main() -> None:
         "held_out": config["data"]["synthetic"]["held_out"],
         "trained_steps": states["global_step"],
         "weights": args.weights,
+        "guidance_scale": args.cfg,
     }
-    path = write_weights(args.out, model, table, metadata)
+    path = write_weights(args.out, model, table, metadata, empty)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) from {checkpoint}")
 
 

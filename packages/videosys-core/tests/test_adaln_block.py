@@ -62,3 +62,17 @@ def test_block_without_modulation_input_says_so():
         block(torch.randn(1, 2, 3, 8), Conditioning())
     with pytest.raises(ValueError, match="unknown modulation 'film'"):
         AdaLNBlock(8, 2, "temporal", modulation="film")
+
+
+def test_attention_mask_hides_keys_from_the_blocks_self_attention():
+    """A full-attention block with cond.attention_mask hiding the last frame gives the other frames what the block
+    gives a video without that frame (every op but attention is token-wise); without the mask they differ."""
+    torch.manual_seed(0)
+    block = AdaLNBlock(8, 2, "full", cross_attention=True, context_dim=6)
+    x = torch.randn(2, 3, 4, 8)
+    cond = Conditioning(modulation=torch.randn(2, 48), context=torch.randn(2, 5, 6))
+    mask = torch.tensor([True, True, False]).reshape(1, 3, 1)
+    masked = block(x, Conditioning(**{**vars(cond), "attention_mask": mask}))
+    shorter = block(x[:, :2], cond)
+    torch.testing.assert_close(masked[:, :2], shorter, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(block(x, cond)[:, :2], shorter, atol=1e-3)

@@ -132,6 +132,25 @@ def t5_folder(tmp_path):
     return folder
 
 
+def tiny_mt5(vocab_size: int, width: int, encoder_only: bool = True):
+    """A tiny random mT5: the encoder alone, or the whole encoder-decoder as ``google/mt5-xxl`` is published."""
+    from transformers import MT5Config, MT5EncoderModel, MT5ForConditionalGeneration
+
+    torch.manual_seed(1)
+    config = MT5Config(vocab_size=vocab_size, d_model=width, d_ff=2 * width, d_kv=8, num_layers=1, num_heads=2)
+    return (MT5EncoderModel if encoder_only else MT5ForConditionalGeneration)(config).eval()
+
+
+@pytest.fixture
+def mt5_folder(tmp_path):
+    """A tiny random mT5 encoder-decoder and its tokenizer saved side by side, as ``google/mt5-xxl`` ships them."""
+    tokenizer = tiny_tokenizer()
+    folder = tmp_path / "mt5"
+    tiny_mt5(len(tokenizer), 16, encoder_only=False).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def tiny_vae():
     torch.manual_seed(0)
     return diffusers.AutoencoderKL(
@@ -205,23 +224,25 @@ OPENSORA_DEPTH = 5
 """Block pairs of the tiny Open-Sora folder: Open-Sora's PAB defaults reuse the MLPs of blocks 0-4."""
 
 
-def deepen_stdit3(folder: Path, depth: int) -> None:
-    """Grow the official-layout STDiT3 in ``folder`` to ``depth`` block pairs, block ``i`` a copy of ``i % depth0``."""
+def deepen(folder: Path, depth: int, blocks: str, depth_key: str, weights_file: str) -> None:
+    """Grow the official-layout backbone in ``folder`` to ``depth`` blocks of each kind the regex alternation
+    ``blocks`` names (``spatial_blocks|temporal_blocks``), block ``i`` a copy of block ``i % depth0``, and set
+    ``config[depth_key]`` (published PAB defaults name blocks a tiny fixture lacks)."""
     import re
 
     from safetensors.torch import load_file, save_file
 
     config = json.loads((folder / "config.json").read_text())
-    weights = load_file(folder / "model.safetensors")
-    pattern = re.compile(r"^(spatial|temporal)_blocks\.(\d+)\.(.*)$")
+    weights = load_file(folder / weights_file)
+    pattern = re.compile(rf"^({blocks})\.(\d+)\.(.*)$")
     for key, value in list(weights.items()):
         match = pattern.match(key)
         if match:
             kind, index, rest = match.group(1), int(match.group(2)), match.group(3)
-            for new in range(config["depth"] + index, depth, config["depth"]):
-                weights[f"{kind}_blocks.{new}.{rest}"] = value.clone()
-    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps({**config, "depth": depth}))
+            for new in range(config[depth_key] + index, depth, config[depth_key]):
+                weights[f"{kind}.{new}.{rest}"] = value.clone()
+    save_file(weights, folder / weights_file, metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps({**config, depth_key: depth}))
 
 
 @pytest.fixture
@@ -232,7 +253,7 @@ def opensora_folder(tmp_path):
 
     root = tmp_path / "opensora"
     shutil.copytree(OPENSORA_FIXTURES / "stdit3", root / "transformer", ignore=shutil.ignore_patterns("*.md"))
-    deepen_stdit3(root / "transformer", OPENSORA_DEPTH)
+    deepen(root / "transformer", OPENSORA_DEPTH, "spatial_blocks|temporal_blocks", "depth", "model.safetensors")
     shutil.copytree(
         OPENSORA_FIXTURES / "vae", root / "vae", ignore=shutil.ignore_patterns("*.md", "io.safetensors")
     )
@@ -241,3 +262,56 @@ def opensora_folder(tmp_path):
     tiny_t5(len(tokenizer), caption_channels).save_pretrained(root / "text_encoder", safe_serialization=True)
     tokenizer.save_pretrained(root / "tokenizer")
     return root
+
+
+OPENSORA_PLAN_FIXTURES = Path(__file__).parent / "fixtures" / "opensora_plan"
+
+
+def save_opensora_plan_folder(root: Path, release: str, variant: str) -> Path:
+    """A complete tiny Open-Sora-Plan folder in the release's layout: the golden backbone fixture as the
+    ``variant`` transformer folder, the golden CausalVAE fixture as ``vae/``, a tiny T5 (v1.1) or mT5 (v1.2) as
+    wide as the backbone's caption channels in ``text_encoder/`` with its tokenizer in ``tokenizer/``."""
+    import shutil
+
+    shutil.copytree(OPENSORA_PLAN_FIXTURES / release / "transformer", root / variant)
+    shutil.copytree(
+        OPENSORA_PLAN_FIXTURES / f"causal_vae_{release}", root / "vae", ignore=shutil.ignore_patterns("io.*")
+    )
+    width = json.loads((root / variant / "config.json").read_text())["caption_channels"]
+    tokenizer = tiny_tokenizer()
+    encoder = tiny_t5(len(tokenizer), width) if release == "v1.1" else tiny_mt5(len(tokenizer), width)
+    encoder.save_pretrained(root / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(root / "tokenizer")
+    return root
+
+
+OPENSORA_PLAN_V11_DEPTH = 7
+"""Layers of the CLI's tiny v1.1 folder: Open-Sora-Plan v1.1's PAB defaults reuse the MLPs of blocks 0-6."""
+
+
+@pytest.fixture(scope="session")
+def make_opensora_plan_folder():
+    """:func:`save_opensora_plan_folder`, for module-scoped fixtures (tests cannot import conftest)."""
+    return save_opensora_plan_folder
+
+
+@pytest.fixture
+def osp11_folder(tmp_path):
+    """Tiny Open-Sora-Plan v1.1 folder; its transformer sits in the release's ``65x512x512/``."""
+    return save_opensora_plan_folder(tmp_path / "osp11", "v1.1", "65x512x512")
+
+
+@pytest.fixture
+def osp11_cli_folder(tmp_path):
+    """Tiny Open-Sora-Plan v1.1 folder whose transformer (grown to :data:`OPENSORA_PLAN_V11_DEPTH` layers) sits in
+    ``9x64x64/``, the folder ``--frames 9 --resolution 64`` names."""
+    root = save_opensora_plan_folder(tmp_path / "osp11", "v1.1", "9x64x64")
+    blocks = "transformer_blocks|temporal_transformer_blocks"
+    deepen(root / "9x64x64", OPENSORA_PLAN_V11_DEPTH, blocks, "num_layers", "diffusion_pytorch_model.safetensors")
+    return root
+
+
+@pytest.fixture
+def osp12_folder(tmp_path):
+    """Tiny Open-Sora-Plan v1.2 folder; its transformer sits in the release's ``29x480p/``."""
+    return save_opensora_plan_folder(tmp_path / "osp12", "v1.2", "29x480p")

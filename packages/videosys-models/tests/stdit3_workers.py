@@ -11,7 +11,15 @@ from latte_workers import free_port
 from videosys.core import AttentionAxis, denoising_step
 from videosys.models.transformers import STDiT3
 
-__all__ = ["dsp_matches_one_rank", "free_port", "inputs", "pab_over_dsp", "sampling_outputs", "tiny_stdit3"]
+__all__ = [
+    "dsp_matches_one_rank",
+    "free_port",
+    "init_rank",
+    "inputs",
+    "pab_over_dsp",
+    "sampling_outputs",
+    "tiny_stdit3",
+]
 
 
 def tiny_stdit3(seed: int = 0) -> STDiT3:
@@ -40,9 +48,12 @@ def inputs(seed: int = 0) -> dict:
     }
 
 
-def sampling_outputs(model: STDiT3, steps: int = 6) -> list[torch.Tensor]:
-    """The model's output at timesteps 1000, 900, ... (one per step), each inside the denoising-step context."""
-    args = inputs()
+def sampling_outputs(model: torch.nn.Module, steps: int = 6, args: dict | None = None) -> list[torch.Tensor]:
+    """The model's output at timesteps 1000, 900, ... (one per step), each inside the denoising-step context.
+
+    ``args``: the keyword inputs of a batch of 2 (default: :func:`inputs`); their ``timestep`` is replaced.
+    """
+    args = inputs() if args is None else args
     outputs = []
     with torch.no_grad():
         for i in range(steps):
@@ -52,7 +63,8 @@ def sampling_outputs(model: STDiT3, steps: int = 6) -> list[torch.Tensor]:
     return outputs
 
 
-def _init(rank: int, world: int, port: int) -> None:
+def init_rank(rank: int, world: int, port: int) -> None:
+    """Join the ``world``-rank gloo group on ``port`` as ``rank``, on one thread."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
 
@@ -61,7 +73,7 @@ def dsp_matches_one_rank(rank: int, world: int, port: int) -> None:
     """Every mode and resting axis on ``world`` ranks equals the same model run whole in this process."""
     import videosys.dsp as dsp
 
-    _init(rank, world, port)
+    init_rank(rank, world, port)
     try:
         reference = tiny_stdit3()
         default = dsp.parallelize(copy.deepcopy(reference))
@@ -83,7 +95,7 @@ def pab_over_dsp(rank: int, world: int, port: int, config, resting_axis: str, ou
     import videosys.dsp as dsp
     import videosys.pab as pab
 
-    _init(rank, world, port)
+    init_rank(rank, world, port)
     try:
         model = tiny_stdit3()
         pab.enable(model, config)

@@ -76,7 +76,7 @@ BAD_OPTIONS = [
     (
         ["--model", "sora"],
         "unknown model 'sora'; known models: cogvideox-2b, cogvideox-5b, dit, dit-xl-2-256, dit-xl-2-512, latte, "
-        "opensora-1.2, videosys-tiny",
+        "opensora-1.2, opensora-plan-1.1, opensora-plan-1.2, videosys-tiny",
     ),
     (["--resolution", "big"], "--resolution 'big': expected SIZE or WIDTHxHEIGHT"),
     (["--cfg", "-1"], "--cfg -1.0: expected a guidance scale >= 0"),

@@ -106,8 +106,19 @@ def test_bad_prompts_and_options_name_the_problem(pipeline):
         pipeline("  ")
     with pytest.raises(ValueError, match="num_frames must be 1..8 .* got 0"):
         pipeline("a red circle moving left", num_frames=0)
-    with pytest.raises(ValueError, match="guidance_scale must be 1.0, got 7.5"):
-        pipeline("a red circle moving left", guidance_scale=7.5)
+    with pytest.raises(ValueError, match=r"guidance_scale must be >= 1.0 \(1.0: no guidance\), got 0.5"):
+        pipeline("a red circle moving left", guidance_scale=0.5)
+
+
+def test_guidance_needs_weights_trained_with_caption_dropout(tmp_path):
+    scheduler = {"num_train_timesteps": 1000, "beta_schedule": "linear", "timestep_spacing": "trailing"}
+    *_, unguided = _written(tmp_path / "w.safetensors", scheduler)
+    with pytest.raises(ValueError, match="no unconditional prediction; guidance_scale must be 1.0, got 7.5"):
+        unguided("a red dot", guidance_scale=7.5)
+    backbone, table = build_backbone(num_layers=1), torch.randn(3, 32)
+    config = {"transformer": {}, "vocabulary": ["a", "red", "dot"], "max_words": 4, "guidance_scale": 3.0}
+    with pytest.raises(ValueError, match="guidance_scale 3.0 needs the empty caption's vector"):
+        write_weights(tmp_path / "x.safetensors", backbone, table, config)
 
 
 def test_missing_or_foreign_weights_files_are_named(tmp_path):
@@ -125,7 +136,9 @@ def test_models_without_shipped_weights_need_a_path():
         load("latte")
 
 
-def _written(path, scheduler: dict) -> tuple[torch.nn.Module, torch.Tensor, EmbeddedPipeline]:
+def _written(
+    path, scheduler: dict, empty: torch.Tensor | None = None, guidance_scale: float = 1.0
+) -> tuple[torch.nn.Module, torch.Tensor, EmbeddedPipeline]:
     """A random 1-layer backbone and word table for "a red dot", written to ``path`` and loaded back."""
     torch.manual_seed(0)
     backbone = build_backbone(num_layers=1)
@@ -135,8 +148,9 @@ def _written(path, scheduler: dict) -> tuple[torch.nn.Module, torch.Tensor, Embe
         "vocabulary": ["a", "red", "dot"],
         "max_words": 4,
         "scheduler": scheduler,
+        "guidance_scale": guidance_scale,
     }
-    return backbone, table, EmbeddedPipeline.from_pretrained(write_weights(path, backbone, table, config))
+    return backbone, table, EmbeddedPipeline.from_pretrained(write_weights(path, backbone, table, config, empty))
 
 
 def test_written_weights_load_into_an_equal_pipeline(tmp_path):
@@ -171,13 +185,16 @@ def test_pixel_measure_reads_drawn_clips(rgb, color, shape, step, direction):
     assert (got.color, got.shape, got.direction) == (color, shape, direction)
 
 
-def test_sampler_is_ddim_on_the_training_convention(tmp_path):
+@pytest.mark.parametrize("guidance", [1.0, 3.0], ids=["unguided", "guided"])
+def test_sampler_is_ddim_on_the_training_convention(tmp_path, guidance):
     """The pipeline's loop equals DDIM (eta 0) written out here for the convention videosys-train trains with.
 
     Training (``videosys.train.objectives``): linear betas 1e-4..0.02 over 1000 steps, ``x_t = a x_0 + s eps``
     with ``a = sqrt(abar_t)``, ``s = sqrt(1 - abar_t)``, and the model predicts ``v = a eps - s x_0``; clips
     are RGB on [-1, 1]. So ``x_0 = a x_t - s v`` (clipped to [-1, 1]), ``eps = a v + s x_t``, and trailing
     spacing starts from t = 999. A different prediction type, schedule, spacing or scaling breaks equality.
+    Guided: ``v = v(empty) + g (v(prompt) - v(empty))``, the empty caption being its one stored vector, by
+    default at the scale the weights file names.
     """
     scheduler = {
         "num_train_timesteps": 1000,
@@ -189,19 +206,25 @@ def test_sampler_is_ddim_on_the_training_convention(tmp_path):
         "set_alpha_to_one": True,
         "timestep_spacing": "trailing",
     }
-    backbone, table, pipeline = _written(tmp_path / "w.safetensors", scheduler)
+    empty = torch.randn(32, generator=torch.Generator().manual_seed(1))
+    backbone, table, pipeline = _written(tmp_path / "w.safetensors", scheduler, empty, guidance)
     got = pipeline("a red dot", seed=5, num_inference_steps=4, num_frames=2)[0]
 
     abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
     x = torch.randn((1, 3, 2, 24, 24), generator=torch.Generator().manual_seed(5)).double()
     text = torch.cat([table, table.new_zeros(1, 32)])[None].double()  # "a red dot", padded to max_words
     mask = torch.tensor([[True, True, True, False]])
+    empty_text = torch.cat([empty[None], table.new_zeros(3, 32)])[None].double()
+    empty_mask = torch.tensor([[True, False, False, False]])
     steps = [999, 749, 499, 249]
     backbone = backbone.double().eval()
     with torch.no_grad():
         for i, t in enumerate(steps):
             a, s = abar[t].sqrt(), (1 - abar[t]).sqrt()
             v = backbone(x, torch.tensor([t]), text, mask)
+            if guidance != 1.0:
+                unconditional = backbone(x, torch.tensor([t]), empty_text, empty_mask)
+                v = unconditional + guidance * (v - unconditional)
             x0, eps = (a * x - s * v).clamp(-1, 1), a * v + s * x
             prev = abar[steps[i + 1]] if i + 1 < len(steps) else torch.tensor(1.0, dtype=torch.float64)
             x = prev.sqrt() * x0 + (1 - prev).sqrt() * eps

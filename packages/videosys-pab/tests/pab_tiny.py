@@ -134,3 +134,19 @@ def substitute(branches: dict, is_reused: Callable[[Hashable, int], bool]) -> No
             return output
 
         branch.register_forward_hook(hook)
+
+
+@torch.no_grad()
+def user_loop(model: nn.Module, timesteps: list[float]) -> torch.Tensor:
+    """A plain Euler loop over ``timesteps`` for the user models written in the tests (3 channels, text width 6)."""
+    g = torch.Generator().manual_seed(0)
+    x, text = torch.randn(2, 2, 3, 3, generator=g), torch.randn(2, 4, 6, generator=g)
+    for i, t in enumerate(timesteps):
+        with denoising_step(i, t, len(timesteps)):
+            x = x - 0.05 * model(x, torch.full((2,), t), text)
+    return x
+
+
+def named_branches(model: nn.Module) -> dict:
+    """Every branch of ``model`` keyed ``(block index, branch name)``."""
+    return {(b, name): branch for b, block in enumerate(model.blocks) for name, branch in block.branches().items()}

@@ -3,10 +3,10 @@
 from collections import Counter
 
 import torch
-from pab_tiny import record_inner_calls, substitute
+from pab_tiny import named_branches, record_inner_calls, substitute, user_loop
 from torch import nn
 
-from videosys.core import Branch, Conditioning, CrossAttention, SelfAttention, STBackbone, STBlock, denoising_step
+from videosys.core import Branch, Conditioning, CrossAttention, SelfAttention, STBackbone, STBlock
 from videosys.core.layers import FeedForward
 from videosys.pab import Broadcast, MLPReuse, PABConfig, pab, stats
 
@@ -59,14 +59,8 @@ def is_reused(key, step):
     return (name != "mlp" or block == 1) and step in REUSED[name]
 
 
-@torch.no_grad()
 def run(model):
-    g = torch.Generator().manual_seed(0)
-    x, text = torch.randn(2, 2, 3, 3, generator=g), torch.randn(2, 4, 6, generator=g)
-    for i, t in enumerate(TIMESTEPS):
-        with denoising_step(i, t, len(TIMESTEPS)):
-            x = x - 0.05 * model(x, torch.full((2,), t), text)
-    return x
+    return user_loop(model, TIMESTEPS)
 
 
 def user_model():
@@ -74,8 +68,7 @@ def user_model():
     return UserModel().eval()
 
 
-def branches(model):
-    return {(b, name): branch for b, block in enumerate(model.blocks) for name, branch in block.branches().items()}
+branches = named_branches
 
 
 def test_user_model_follows_the_hand_written_schedule():

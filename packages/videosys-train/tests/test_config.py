@@ -143,3 +143,16 @@ def test_the_packaged_dit_xl2_config_is_the_seeds_imagenet_run_and_validates_on_
     validate(config, world_size=8, device="cuda")
     with pytest.raises(ConfigError, match="vae.path=None is not a folder"):
         validate(load_config(Path(str(CONFIGS / "dit_xl2_imagenet256.yaml")), overrides[:1]), 8, "cuda")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.caption_dropout=1.0", r"model.caption_dropout=1.0 must lie in \[0, 1\)"),
+        ("optim.decay=step", r"optim.decay='step'; expected one of constant, linear, cosine"),
+        ("optim.min_lr_ratio=2", r"optim.min_lr_ratio=2.0 must lie in \[0, 1\]"),
+    ],
+)
+def test_caption_dropout_and_lr_decay_are_checked(make_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(make_config(override), world_size=1, device="cpu")

@@ -31,6 +31,21 @@ def test_synthetic_clips_show_what_their_captions_say(tmp_path, size):
             assert len(extents) == 1 and max(extents.pop()) < size // 2
 
 
+@pytest.mark.parametrize("jitter", [0, 2])
+def test_jitter_centres_each_path_give_or_take_that_many_pixels(tmp_path, jitter):
+    csv_path = make_shapes_dataset(tmp_path, num_videos=40, frames=8, size=24, seed=2, jitter=jitter)
+    offsets = []
+    for row in read_rows(csv_path):
+        lit = np.abs(load_video(row["path"]).astype(int) - np.array(COLORS[row["color"]])).sum(-1) < 30
+        boxes = [[np.flatnonzero(f.any(axis)) for axis in (1, 0)] for f in (lit[0], lit[-1])]
+        centres = [np.array([(rows[0] + rows[-1]) / 2, (cols[0] + cols[-1]) / 2]) for rows, cols in boxes]
+        middle = (centres[0] + centres[1]) / 2 - 11.5  # the path's midpoint (bounding boxes), from the frame's centre
+        offsets.append(np.abs(middle).max())
+    assert max(offsets) <= jitter + 1  # + 1: a path of odd length cannot be centred to the pixel
+    if jitter:
+        assert max(offsets) > 1  # the jitter is used
+
+
 def test_synthetic_set_covers_the_grammar_but_no_held_out_combination(tmp_path):
     held_out = ["red triangle left", "white circle up"]
     rows = read_rows(make_shapes_dataset(tmp_path, num_videos=150, frames=4, size=8, seed=0, held_out=held_out))

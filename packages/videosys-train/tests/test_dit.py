@@ -169,3 +169,19 @@ def test_class_dropout_swaps_labels_for_the_null_class_by_each_samples_seed(stra
     assert x0.shape == (64, 4, 8, 8)
     assert torch.equal(labels, trainer._inputs(batch)[1][0])  # the same seeds drop the same samples
     assert set(labels.tolist()) == {0, trainer.unwrapped.null_class} and 16 < int((labels == 3).sum()) < 48
+
+
+def test_videosys_generate_samples_the_exported_checkpoint_by_class_name(straight, tmp_path):
+    """The user's path end to end: ``videosys-train-export`` then ``videosys generate --model dit --weights``."""
+    import imageio.v3 as iio
+
+    from videosys.models.cli import main as videosys
+    from videosys.train.export import main as export
+
+    result, _ = straight
+    assert export([str(result.checkpoint.parent), "--out", str(tmp_path / "dit")]) == 0
+    argv = ["generate", "--model", "dit", "--weights", str(tmp_path / "dit"), "--class", "green", "--steps", "2"]
+    assert videosys([*argv, "--out", str(tmp_path / "green.png")]) == 0
+    assert iio.imread(tmp_path / "green.png").shape == (16, 16, 3)
+    assert videosys([*argv[:-4], "--class", "purple", "--out", str(tmp_path / "no.png")]) != 0
+    assert not (tmp_path / "no.png").exists()

@@ -96,7 +96,8 @@ class AdaLNBlock(STBlock):
     ``cond.modulation``: added to a learned ``scale_shift_table`` (``modulation="table"``, adaLN-single:
     PixArt, Latte, STDiT3) or through a per-block SiLU + linear layer (``"linear"``, DiT). A modulation
     laid out like the tokens, ``(B, T|1, S|1, 6C)``, modulates each frame (or position) with its own values.
-    The attention gets ``cond.grid`` (for a :class:`~videosys.core.layers.GridRotaryEmbedding`).
+    The attention gets ``cond.grid`` (for a :class:`~videosys.core.layers.GridRotaryEmbedding`) and
+    ``cond.attention_mask``.
     ``attention`` / ``cross`` replace the default :class:`SelfAttention` / :class:`CrossAttention` with
     modules of another parameter layout (e.g. fused projections), built by the caller.
     """
@@ -156,7 +157,7 @@ class AdaLNBlock(STBlock):
     def forward(self, x: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         check_video_tokens(x, channels=self.dim)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation_params(cond)
-        x = x + self.attn(x, shift=shift_msa, scale=scale_msa, gate=gate_msa, grid=cond.grid)
+        x = x + self.attn(x, shift=shift_msa, scale=scale_msa, gate=gate_msa, mask=cond.attention_mask, grid=cond.grid)
         if self.cross is not None:
             x = x + self.cross(x, cond.context, cond.context_mask)
         return x + self.mlp(x, shift=shift_mlp, scale=scale_mlp, gate=gate_mlp)

@@ -75,3 +75,7 @@ class Conditioning:
     grid: VideoGrid | None = None
     """The ``(T, H, W)`` token grid of the whole video, for attention whose positions are 2-D or 3-D
     (:class:`~videosys.core.layers.GridRotaryEmbedding`); blocks pass it to their attention."""
+    attention_mask: torch.Tensor | None = None
+    """Self-attention key mask of the whole video, boolean, broadcastable to ``(B, T, S)``, True = attend
+    (Open-Sora-Plan v1.2 masks padded latent regions). A plain field, the same on every sequence-parallel
+    rank: each attention takes the part its own tokens need; blocks pass it as ``mask=``."""

@@ -8,12 +8,26 @@ diffusers and transformers on first use).
 """
 
 from .loading import CheckpointError, load_backbone
-from .pab_defaults import COGVIDEOX_PAB, EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
+from .pab_defaults import (
+    COGVIDEOX_PAB,
+    EMBEDDED_PAB,
+    LATTE_PAB,
+    OPENSORA_PAB,
+    OPENSORA_PLAN_V11_PAB,
+    OPENSORA_PLAN_V12_PAB,
+)
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
-from .transformers import CogVideoXTransformer, DiTTransformer, LatteTransformer, STDiT3
-from .vae import OpenSoraVAE
+from .transformers import (
+    CogVideoXTransformer,
+    DiTTransformer,
+    LatteTransformer,
+    OpenSoraPlanLatte,
+    OpenSoraPlanT2V,
+    STDiT3,
+)
+from .vae import CausalVAE, OpenSoraVAE
 
 __version__ = "0.1.0"
 
@@ -22,13 +36,18 @@ __all__ = [
     "EMBEDDED_PAB",
     "LATTE_PAB",
     "MODELS",
+    "CausalVAE",
     "CheckpointError",
     "CogVideoXTransformer",
     "DiTTransformer",
     "LatteTransformer",
+    "OpenSoraPlanLatte",
+    "OpenSoraPlanT2V",
     "STDiT3",
     "ModelSpec",
     "OPENSORA_PAB",
+    "OPENSORA_PLAN_V11_PAB",
+    "OPENSORA_PLAN_V12_PAB",
     "OpenSoraVAE",
     "RectifiedFlow",
     "T5TextEncoder",

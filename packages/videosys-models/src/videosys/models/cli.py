@@ -52,14 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="noise seed; the same seed gives the same video on any device")
     gen.add_argument("--frames", type=int, help="frames (text-to-video models; default: the model's)")
     gen.add_argument(
-        "--resolution", help="SIZE or WIDTHxHEIGHT in pixels, or a named size (144p..720p) where the model has them"
+        "--resolution",
+        help="SIZE or WIDTHxHEIGHT in pixels, or a named size where the model has them (Open-Sora 144p..720p, "
+        "Open-Sora-Plan v1.2 480p, 720p)",
     )
     gen.add_argument("--aspect-ratio", help="height:width with a named --resolution, e.g. 9:16 (Open-Sora)")
     gen.add_argument("--duration", help="named length, e.g. 2s = 51 frames at 24 fps (Open-Sora)")
     gen.add_argument("--image", type=Path, help="animate this image: it becomes the first frame (Open-Sora)")
     gen.add_argument("--video", type=Path, help="continue this clip: its last frames begin the video (Open-Sora)")
     gen.add_argument("--keep-frames", type=int, help="with --video: latent frames of the clip to keep (default: all)")
-    gen.add_argument("--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA (Open-Sora: bf16), fp32 on CPU")
+    gen.add_argument(
+        "--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA (Open-Sora, OSP v1.2: bf16), fp32 on CPU"
+    )
     gen.add_argument("--device", default="cuda" if _cuda() else "cpu", help="cpu, cuda or cuda:N")
     gen.add_argument("--pab", action="store_true", help="Pyramid Attention Broadcast with the model's defaults")
     gen.add_argument("--pab-config", type=Path, help="PAB settings from a JSON file (implies --pab)")
@@ -153,7 +157,12 @@ def generate(request: Request) -> str:
         started = time.perf_counter()
         try:
             pipeline = load(
-                request.spec.name, request.weights, device=device, dtype=request.dtype, allow_bin=request.allow_bin
+                request.spec.name,
+                request.weights,
+                device=device,
+                dtype=request.dtype,
+                allow_bin=request.allow_bin,
+                **request.load_options,
             )
             if request.pab is not None:
                 import videosys.pab as pab

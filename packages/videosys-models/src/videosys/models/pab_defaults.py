@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from videosys.pab import Broadcast, MLPReuse, PABConfig
 
-__all__ = ["COGVIDEOX_PAB", "EMBEDDED_PAB", "LATTE_PAB", "OPENSORA_PAB"]
+__all__ = [
+    "COGVIDEOX_PAB",
+    "EMBEDDED_PAB",
+    "LATTE_PAB",
+    "OPENSORA_PAB",
+    "OPENSORA_PLAN_V11_PAB",
+    "OPENSORA_PLAN_V12_PAB",
+]
 
 
 def _loop_positions(steps: tuple[int, ...], num_steps: int) -> tuple[float, ...]:
@@ -39,6 +46,21 @@ OPENSORA_PAB = _pyramid(
 """Open-Sora 1.2: spatial 2 / temporal 4 / cross 6 on (450, 930); MLP of layers 0-4 reused for 2 steps after
 the steps the original names by their bf16 timesteps 864, 788, 676: steps 13, 17, 21 of the 30-step
 rectified-flow loop at 480p, 51 frames."""
+
+OPENSORA_PLAN_V11_PAB = _pyramid(
+    2,
+    4,
+    6,
+    (100, 850),
+    MLPReuse(tuple(range(7)), at=_loop_positions(tuple(range(35, 88, 4)), 159), unit="fraction"),
+)
+"""Open-Sora-Plan v1.1: spatial 2 / temporal 4 / cross 6 on (100, 850); MLP of layers 0-6 reused for 2 steps
+after each of the 14 steps the original names by their timesteps 738, 714, ..., 426 (every 24): steps 35, 39,
+..., 87 of the 159-iteration loop diffusers' default ``PNDMScheduler`` runs for the release's 150 steps."""
+
+OPENSORA_PLAN_V12_PAB = PABConfig(full=Broadcast(2, window=(100, 850)), cross=Broadcast(6, window=(100, 850)))
+"""Open-Sora-Plan v1.2 (full 3-D attention, no spatial or temporal kind): full 2 / cross 6 on (100, 850), no
+MLP reuse."""
 
 EMBEDDED_PAB = PABConfig(
     spatial=Broadcast(2, window=(100, 800)),

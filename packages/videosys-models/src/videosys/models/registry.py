@@ -10,7 +10,14 @@ from typing import Any, Literal
 
 from videosys.pab import PABConfig
 
-from .pab_defaults import COGVIDEOX_PAB, EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB
+from .pab_defaults import (
+    COGVIDEOX_PAB,
+    EMBEDDED_PAB,
+    LATTE_PAB,
+    OPENSORA_PAB,
+    OPENSORA_PLAN_V11_PAB,
+    OPENSORA_PLAN_V12_PAB,
+)
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "UnknownModelError", "get_model", "list_models", "load"]
 
@@ -79,6 +86,29 @@ MODELS: dict[str, ModelSpec] = {
             },
             pab=OPENSORA_PAB,
             options=("aspect-ratio", "duration", "image", "video", "keep-frames"),
+        ),
+        ModelSpec(
+            name="opensora-plan-1.1",
+            task="text-to-video",
+            pipeline="videosys.models.pipelines.opensora_plan:OpenSoraPlanV11Pipeline",
+            description="Open-Sora-Plan v1.1: Latte-like T2V (65 or 221 frames at 512x512), CausalVAE, T5, PNDM",
+            defaults={"num_frames": 65, "height": 512, "width": 512, "num_inference_steps": 150, "guidance_scale": 7.5},
+            pab=OPENSORA_PLAN_V11_PAB,
+        ),
+        ModelSpec(
+            name="opensora-plan-1.2",
+            task="text-to-video",
+            pipeline="videosys.models.pipelines.opensora_plan:OpenSoraPlanV12Pipeline",
+            description="Open-Sora-Plan v1.2: full 3-D attention T2V (29 or 93 frames at 480p or 720p), CausalVAE, "
+            "mT5, EulerAncestral",
+            defaults={
+                "num_frames": 93,
+                "height": 720,
+                "width": 1280,
+                "num_inference_steps": 100,
+                "guidance_scale": 7.5,
+            },
+            pab=OPENSORA_PLAN_V12_PAB,
         ),
         ModelSpec(
             name="cogvideox-2b",

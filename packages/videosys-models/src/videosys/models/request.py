@@ -52,6 +52,9 @@ class Request:
     """The prompt (text-to-video) or class name / id (class-to-image)."""
     call: dict[str, Any]
     """Keyword arguments of the pipeline call (steps, guidance, frames, size, seed)."""
+    load_options: dict[str, Any]
+    """Keyword arguments of the pipeline's ``from_pretrained`` the call implies (Open-Sora-Plan: which transformer
+    folder of the release ``--frames`` and ``--resolution`` name)."""
     device: torch.device
     dtype: torch.dtype | None
     out: Path
@@ -174,7 +177,18 @@ def _check_model_options(args: argparse.Namespace, spec: ModelSpec) -> None:
 def _resolution(text: str, spec: ModelSpec) -> dict[str, Any]:
     """Call arguments of ``--resolution``: a named one (``480p``) where the model has them, else pixels."""
     if "resolution" not in spec.defaults:
-        height, width = parse_resolution(text)
+        named = spec.pipeline_class().RESOLUTIONS
+        if text in named:
+            height, width = named[text]
+            return {"height": height, "width": width}
+        try:
+            height, width = parse_resolution(text)
+        except UsageError:
+            if not named:
+                raise
+            raise UsageError(
+                f"--resolution {text!r}: expected one of {', '.join(named)} or SIZE or WIDTHxHEIGHT in pixels"
+            ) from None
         return {"height": height, "width": width}
     from .opensora_presets import RESOLUTIONS
 
@@ -264,6 +278,13 @@ def _call(args: argparse.Namespace, spec: ModelSpec) -> dict[str, Any]:
     return call
 
 
+def _load_options(call: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
+    try:
+        return spec.pipeline_class().load_options(call)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+
+
 def validate(args: argparse.Namespace) -> Request:
     """Check every option of ``videosys generate`` and the weights folder's layout; load nothing."""
     spec = get_model(args.model or DEFAULT_MODEL)
@@ -279,7 +300,9 @@ def validate(args: argparse.Namespace) -> Request:
             f"{spec.name} needs --weights DIR, a folder laid out like {spec.pipeline_class().OFFICIAL}: "
             f"{spec.pipeline_class().layout()}"
         )
-    weights = None if args.weights is None else spec.pipeline_class().check_folder(args.weights)
+    options = _load_options(call, spec)
+    pipeline = spec.pipeline_class()
+    weights = None if args.weights is None else pipeline.check_folder(args.weights, pipeline.components_for(options))
     if args.dsp:
         if "WORLD_SIZE" not in os.environ:
             raise UsageError("--dsp shards over ranks: run under torchrun --nproc_per_node N -m videosys.models ...")
@@ -288,4 +311,4 @@ def validate(args: argparse.Namespace) -> Request:
         except ImportError as err:
             raise UsageError("--dsp needs videosys-dsp: pip install videosys-dsp") from err
     pab = _pab(args, spec)
-    return Request(spec, weights, condition, call, device, dtype, args.out, pab, args.dsp, args.allow_bin)
+    return Request(spec, weights, condition, call, options, device, dtype, args.out, pab, args.dsp, args.allow_bin)

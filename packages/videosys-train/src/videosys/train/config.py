@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EMAConfig",
+    "LR_DECAYS",
     "ModelConfig",
     "ObjectiveConfig",
     "OptimConfig",
@@ -30,6 +31,10 @@ __all__ = [
     "load_config",
     "validate",
 ]
+
+
+LR_DECAYS = ("constant", "linear", "cosine")
+"""The learning-rate schedules after warm-up (``optim.decay``)."""
 
 
 class ConfigError(ValueError):
@@ -46,6 +51,9 @@ class ModelConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     class_dropout: float = 0.1
     """Class-conditional models: the share of labels replaced by the null class, so guidance works (DiT: 0.1)."""
+    caption_dropout: float = 0.0
+    """Text-conditioned models: the share of captions replaced by the empty caption (the text encoder's
+    encoding of ``""``), so the model also learns the unconditional prediction classifier-free guidance needs."""
 
 
 @dataclass
@@ -64,6 +72,9 @@ class SyntheticConfig:
     size: int = 32
     held_out: list[str] = field(default_factory=list)
     """``"colour shape direction"`` combinations no clip shows (e.g. ``"green triangle up"``)."""
+    jitter: int | None = None
+    """None: each path starts anywhere it stays in the frame; an integer: the path is centred in the frame,
+    shifted by up to that many pixels along each axis (a smaller world, learnt in fewer steps)."""
 
 
 @dataclass
@@ -101,6 +112,10 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     warmup_steps: int = 0
+    decay: str = "constant"
+    """The learning rate after warm-up: ``constant``, or ``linear`` / ``cosine`` down to ``lr * min_lr_ratio`` at
+    ``train.steps`` (so resuming with a larger ``train.steps`` stretches the rest of the schedule)."""
+    min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0
 
 
@@ -323,6 +338,14 @@ def validate(config: TrainConfig, world_size: int, device: str) -> None:
         f"objective.kind={config.objective.kind!r}; expected 'ddpm' or 'rflow'",
     )
     _check(config.train.steps >= 1, f"train.steps must be >= 1, got {config.train.steps}")
+    _check(
+        config.optim.decay in LR_DECAYS,
+        f"optim.decay={config.optim.decay!r}; expected one of {', '.join(LR_DECAYS)}",
+    )
+    _check(
+        0.0 <= config.optim.min_lr_ratio <= 1.0,
+        f"optim.min_lr_ratio={config.optim.min_lr_ratio} must lie in [0, 1] (a fraction of optim.lr)",
+    )
     _check(config.train.batch_size >= 1, f"train.batch_size must be >= 1, got {config.train.batch_size}")
     _check(config.checkpoint.every >= 1, f"checkpoint.every must be >= 1, got {config.checkpoint.every}")
     _check(
@@ -371,6 +394,9 @@ def _check_data(data: DataConfig) -> None:
         return
     if data.synthetic is not None:
         from .data.synthetic import parse_combination
+
+        jitter = data.synthetic.jitter
+        _check(jitter is None or jitter >= 0, f"data.synthetic.jitter must be >= 0 pixels (or null), got {jitter}")
 
         for combination in data.synthetic.held_out:
             try:

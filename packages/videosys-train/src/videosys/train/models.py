@@ -118,8 +118,9 @@ def check_model(config: ModelConfig, data: DataConfig) -> None:
         raise ConfigError(
             f"model.size={config.size!r} is not a size of {config.name}; expected one of {list(family.sizes)}"
         )
-    if not 0.0 <= config.class_dropout < 1.0:
-        raise ConfigError(f"model.class_dropout={config.class_dropout} must lie in [0, 1)")
+    for name in ("class_dropout", "caption_dropout"):
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise ConfigError(f"model.{name}={getattr(config, name)} must lie in [0, 1)")
     if family.conditioning == "class" and data.image_folder is None and not data.precomputed:
         raise ConfigError(
             f"model {config.name!r} is class-conditional: give data.image_folder (root/<class>/*.png), "

@@ -28,7 +28,7 @@ from .checkpoint import (
     write_atomically,
     write_json,
 )
-from .config import TrainConfig, validate
+from .config import OptimConfig, TrainConfig, validate
 from .data import (
     ImageFolderDataset,
     LatentDataset,
@@ -44,7 +44,7 @@ from .models import DataShape, build_model, family_of
 from .objectives import DDPMObjective, GaussianDiffusion, Objective, RectifiedFlowObjective
 from .plugins import PLUGINS, make_plugin, quiet_colossalai
 
-__all__ = ["Trainer", "TrainResult", "build_objective", "init_distributed"]
+__all__ = ["Trainer", "TrainResult", "build_objective", "init_distributed", "lr_factor"]
 
 
 @dataclass
@@ -103,8 +103,19 @@ def _adamw(model: torch.nn.Module, config: TrainConfig, hybrid: bool) -> torch.o
     return torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
 
 
-def _warmup(steps: int):
-    return lambda step: min(1.0, (step + 1) / steps) if steps > 0 else 1.0
+def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
+    """The multiple of ``optim.lr`` that optimizer step ``step`` (from 0) uses: linear warm-up, then ``optim.decay``.
+
+    Decay runs from the end of warm-up to ``total_steps``, where it reaches ``optim.min_lr_ratio``.
+    """
+    if step < optim.warmup_steps:
+        return (step + 1) / optim.warmup_steps
+    if optim.decay == "constant":
+        return 1.0
+    span = max(1, total_steps - optim.warmup_steps)
+    progress = min(1.0, (step - optim.warmup_steps) / span)
+    shape = 1.0 - progress if optim.decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * shape
 
 
 class Trainer:
@@ -137,7 +148,13 @@ class Trainer:
         if self.is_main and data.csv and data.synthetic is not None and not Path(data.csv).is_file():
             s = data.synthetic
             make_shapes_dataset(
-                Path(data.csv).parent, s.num_videos, s.frames, s.size, seed=self.config.seed, held_out=s.held_out
+                Path(data.csv).parent,
+                s.num_videos,
+                s.frames,
+                s.size,
+                seed=self.config.seed,
+                held_out=s.held_out,
+                jitter=s.jitter,
             )
         dist.barrier()
         if data.image_folder is not None:
@@ -176,7 +193,7 @@ class Trainer:
         self.ema = EMA(model, c.ema.decay, c.ema.exclude) if c.ema.enabled else None
         spec = PLUGINS[c.parallel.plugin]
         optimizer = _adamw(model, c, hybrid=spec.zero)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(c.optim.warmup_steps))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, c.optim, c.train.steps))
         self.plugin_clips = spec.owns_precision
         plugin = make_plugin(
             c.parallel.plugin, c.train.precision, self.device.type, c.optim.grad_clip, **c.parallel.plugin_kwargs
@@ -204,23 +221,32 @@ class Trainer:
         """The clean latents and the model's conditioning arguments: ``(text, mask)`` or ``(labels,)``.
 
         Class-conditional models get ``(B, C, H, W)`` latents (images, T == 1) and their labels, each
-        replaced by the null class with probability ``model.class_dropout`` (drawn from the sample's seed).
+        replaced by the null class with probability ``model.class_dropout``; text-conditioned ones get
+        the caption, replaced by the empty caption with probability ``model.caption_dropout``. Both
+        draws come from the sample's seed, so a resumed run drops the same samples.
         """
         x0 = batch["latents"] if "latents" in batch else self.vae.encode(batch["video"].to(self.device))
         x0 = x0.to(self.device)
         if self.family.conditioning == "class":
-            drop = [
-                torch.rand((), generator=torch.Generator().manual_seed(stream_seed(seed, 1))).item()
-                < self.config.model.class_dropout
-                for seed in batch["seed"].tolist()
-            ]
-            labels = torch.where(torch.tensor(drop), self.unwrapped.null_class, batch["label"])
+            drop = self._dropped(batch["seed"], self.config.model.class_dropout)
+            labels = torch.where(drop, self.unwrapped.null_class, batch["label"])
             return x0[:, :, 0], (labels.to(self.device),)
         if "text" in batch:
             text, mask = batch["text"], batch["text_mask"]
         else:
             text, mask = self.text_encoder.encode(batch["caption"])
+        if self.config.model.caption_dropout > 0:
+            drop = self._dropped(batch["seed"], self.config.model.caption_dropout)
+            empty_text, empty_mask = self.text_encoder.encode([""])
+            text = torch.where(drop[:, None, None], empty_text.to(text.dtype), text)
+            mask = torch.where(drop[:, None], empty_mask, mask)
         return x0, (text.to(self.device), mask.to(self.device))
+
+    @staticmethod
+    def _dropped(seeds: torch.Tensor, share: float) -> torch.Tensor:
+        """Which samples lose their condition: a uniform draw from each sample's own stream below ``share``."""
+        streams = [torch.Generator().manual_seed(stream_seed(seed, 1)) for seed in seeds.tolist()]
+        return torch.tensor([torch.rand((), generator=g).item() for g in streams]) < share
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_bf16:

@@ -31,21 +31,33 @@ __all__ = ["WEIGHTS", "EmbeddedPipeline", "read_weights", "write_weights"]
 WEIGHTS = resources.files("videosys.models.embedded") / "videosys-tiny.safetensors"
 """The shipped weights (package data)."""
 _TEXT_KEY = "text_encoder.table"
+_EMPTY_KEY = "text_encoder.empty"
 _TRANSFORMER = "transformer."
 
 
 def write_weights(
-    path: str | os.PathLike, transformer: LatteTransformer, table: torch.Tensor, config: dict[str, Any]
+    path: str | os.PathLike,
+    transformer: LatteTransformer,
+    table: torch.Tensor,
+    config: dict[str, Any],
+    empty: torch.Tensor | None = None,
 ) -> Path:
     """Save a model as :meth:`EmbeddedPipeline.from_pretrained` reads it; ``config`` goes into the metadata.
 
     ``config`` holds ``transformer`` (LatteTransformer keyword arguments), ``vocabulary``, ``max_words``,
-    ``scheduler`` (DDIMScheduler keyword arguments) and whatever else documents the run.
+    ``scheduler`` (DDIMScheduler keyword arguments), optionally ``guidance_scale`` (the default; needs
+    ``empty``, the empty caption's vector of a model trained with caption dropout) and whatever else
+    documents the run.
     """
     from safetensors.torch import save_file
 
+    scale = config.get("guidance_scale", 1.0)
+    if scale != 1.0 and empty is None:
+        raise ValueError(f"guidance_scale {scale} needs the empty caption's vector (empty=...) for guidance")
     tensors = {f"{_TRANSFORMER}{k}": v.detach().float().contiguous() for k, v in transformer.state_dict().items()}
     tensors[_TEXT_KEY] = table.float().contiguous()
+    if empty is not None:
+        tensors[_EMPTY_KEY] = empty.float().contiguous()
     save_file(tensors, str(path), metadata={"config": json.dumps(config)})
     return Path(path)
 
@@ -64,7 +76,8 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
 
 
 class EmbeddedPipeline(Pipeline):
-    """Text to video with the embedded model: 8 frames of 24x24 RGB, 20 DDIM steps, no guidance, 8 fps."""
+    """Text to video with the embedded model: 8 frames of 24x24 RGB, 20 DDIM steps, 8 fps, classifier-free
+    guidance at the scale its weights file names."""
 
     OFFICIAL = "the videosys-tiny.safetensors shipped in videosys-models"
     COMPONENTS = (Component(WEIGHTS.name, None, "backbone, word table and schedule, from write_weights"),)
@@ -103,9 +116,7 @@ class EmbeddedPipeline(Pipeline):
             return cls.load(file, device=torch.device(device), dtype=dtype or torch.float32, allow_bin=allow_bin)
 
     @classmethod
-    def load(
-        cls, root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool = False
-    ) -> EmbeddedPipeline:
+    def load(cls, root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool = False) -> EmbeddedPipeline:
         """Build the pipeline from a weights file (``root`` is the file itself, not a folder)."""
         from diffusers import DDIMScheduler
 
@@ -115,7 +126,7 @@ class EmbeddedPipeline(Pipeline):
         check_keys(transformer, state, f"embedded weights {root}")
         transformer.load_state_dict(state)
         transformer = transformer.to(device=device, dtype=dtype).eval()
-        text = WordEncoder(config["vocabulary"], tensors[_TEXT_KEY], config["max_words"])
+        text = WordEncoder(config["vocabulary"], tensors[_TEXT_KEY], config["max_words"], tensors.get(_EMPTY_KEY))
         return cls(transformer, text, DDIMScheduler(**config["scheduler"]), config)
 
     @torch.no_grad()
@@ -127,7 +138,7 @@ class EmbeddedPipeline(Pipeline):
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 20,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         progress: bool = False,
@@ -135,8 +146,8 @@ class EmbeddedPipeline(Pipeline):
         """One uint8 ``(T, 24, 24, 3)`` video per prompt; a ``seed`` gives the same video on every machine.
 
         ``num_frames`` (default: the trained 8) may be 1 up to the trained length; ``height`` and ``width``,
-        if given, must be the trained size (the positional tables are fixed). The model was trained
-        without dropping captions, so it has no unconditional prediction: ``guidance_scale`` must be 1.
+        if given, must be the trained size (the positional tables are fixed). ``guidance_scale`` defaults
+        to the one the weights file names; above 1 it needs weights trained with caption dropout.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         sizes = self.config["transformer"]
@@ -146,11 +157,17 @@ class EmbeddedPipeline(Pipeline):
         size = sizes["sample_size"]
         if (height or size, width or size) != (size, size):
             raise ValueError(f"the embedded model makes {size}x{size} clips only, got {width or size}x{height or size}")
-        if guidance_scale != 1.0:
+        scale = self.config.get("guidance_scale", 1.0) if guidance_scale is None else guidance_scale
+        if scale < 1.0:
+            raise ValueError(f"guidance_scale must be >= 1.0 (1.0: no guidance), got {scale}")
+        if scale != 1.0 and self.text_encoder.empty is None:
             raise ValueError(
-                f"the embedded model has no unconditional prediction; guidance_scale must be 1.0, got {guidance_scale}"
+                f"these embedded weights have no unconditional prediction; guidance_scale must be 1.0, got {scale}"
             )
         text, mask = self.text_encoder.encode(prompts)
+        if scale > 1.0:  # the base loop's guided batch is [conditional; unconditional]
+            empty, empty_mask = self.text_encoder.encode_empty(len(prompts))
+            text, mask = torch.cat([text, empty]), torch.cat([mask, empty_mask])
         dtype = self.dtype
         text, mask = text.to(self.device, dtype), mask.to(self.device)
         shape = (len(prompts), sizes["in_channels"], frames, size, size)
@@ -159,5 +176,5 @@ class EmbeddedPipeline(Pipeline):
         def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.transformer(x, t, text, mask)
 
-        video = self.denoise(model_fn, latents, num_inference_steps, guidance_scale=1.0, progress=progress)
+        video = self.denoise(model_fn, latents, num_inference_steps, guidance_scale=scale, progress=progress)
         return [to_uint8_frames(v) for v in video]

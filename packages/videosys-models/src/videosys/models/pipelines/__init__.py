@@ -5,6 +5,7 @@ from .cogvideox import CogVideoXPipeline
 from .dit import DiTPipeline
 from .latte import LattePipeline
 from .opensora import OpenSoraPipeline
+from .opensora_plan import OpenSoraPlanPipeline, OpenSoraPlanV11Pipeline, OpenSoraPlanV12Pipeline
 
 __all__ = [
     "CogVideoXPipeline",
@@ -14,5 +15,8 @@ __all__ = [
     "IncompleteWeightsError",
     "LattePipeline",
     "OpenSoraPipeline",
+    "OpenSoraPlanPipeline",
+    "OpenSoraPlanV11Pipeline",
+    "OpenSoraPlanV12Pipeline",
     "Pipeline",
 ]

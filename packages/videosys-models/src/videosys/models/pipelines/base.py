@@ -97,6 +97,8 @@ class Pipeline(ABC):
     """The entries of the official folder, in the order they are described."""
     CUDA_DTYPE: ClassVar[torch.dtype] = torch.float16
     """The dtype on CUDA when the caller names none (float32 elsewhere)."""
+    RESOLUTIONS: ClassVar[dict[str, tuple[int, int]]] = {}
+    """Named sizes ``{name: (height, width)}`` the pipeline knows, which ``--resolution`` accepts by name."""
 
     transformer: nn.Module
     scheduler: Any
@@ -135,7 +137,7 @@ class Pipeline(ABC):
         Nothing is fetched from a model hub: every component is read from ``path`` with ``local_files_only``.
         Safetensors weights are required unless ``allow_bin=True``. ``options`` are the subclass's own.
         """
-        root = cls.check_folder(path)
+        root = cls.check_folder(path, extra=cls.components_for(options))
         dtype = dtype or (cls.CUDA_DTYPE if torch.device(device).type == "cuda" else torch.float32)
         return cls.load(root, device=torch.device(device), dtype=dtype, allow_bin=allow_bin, **options)
 
@@ -145,6 +147,18 @@ class Pipeline(ABC):
         cls: type[PipelineT], root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool, **options: Any
     ) -> PipelineT:
         """Build the pipeline from a checked folder."""
+
+    @classmethod
+    def components_for(cls, options: dict[str, Any]) -> tuple[Component, ...]:
+        """Entries of the folder that loading with ``options`` reads beyond the required ones (e.g. the one
+        transformer sub-folder of a release that publishes several); none by default."""
+        return ()
+
+    @classmethod
+    def load_options(cls, call: dict[str, Any]) -> dict[str, Any]:
+        """Options of :meth:`from_pretrained` that call arguments imply (the command line passes them on: which
+        sub-folder ``--frames`` and ``--resolution`` name); none by default. ValueError for a call no folder fits."""
+        return {}
 
     @classmethod
     def check_call(cls, call: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from videosys.core import current_step
 from videosys.core.io import to_uint8_frames
 
 from ..loading import load_backbone
-from ..text_encoders import encode_texts, load_t5
+from ..text_encoders import encode_texts, load_text_encoder
 from ..transformers import CogVideoXTransformer
 from .base import Component, Pipeline
 from .sampling import load_scheduler, make_generator, random_latents
@@ -82,18 +82,17 @@ class CogVideoXPipeline(Pipeline):
     @classmethod
     def load(cls, root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool) -> CogVideoXPipeline:
         diffusers = _diffusers_with_cogvideox()
+        from transformers import AutoTokenizer
+
         local = {"use_safetensors": None if allow_bin else True, "local_files_only": True}
         vae = diffusers.AutoencoderKLCogVideoX.from_pretrained(root / "vae", **local)
-        tokenizer, text_encoder = load_t5(
-            root / "text_encoder", root / "tokenizer", device=device, dtype=dtype, allow_bin=allow_bin
-        )
         return cls(
             transformer=load_backbone(
                 CogVideoXTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin
             ),
             vae=vae.to(device=device, dtype=dtype).eval(),
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
+            text_encoder=load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
+            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
             scheduler=load_scheduler(root / "scheduler"),
         )
 

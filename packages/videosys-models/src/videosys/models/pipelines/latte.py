@@ -19,7 +19,7 @@ import torch
 from videosys.core.io import to_uint8_frames
 
 from ..loading import load_backbone
-from ..text_encoders import encode_texts, load_t5
+from ..text_encoders import encode_prompts, load_text_encoder, mask_features
 from ..transformers import LatteTransformer
 from .base import Component, FrameCondition, Pipeline
 from .sampling import load_scheduler, make_generator, random_latents
@@ -65,6 +65,7 @@ class LattePipeline(Pipeline):
         """Read a checked Latte-1 folder. ``vae="auto"`` takes the temporal decoder when the folder has one
         (Latte-1's default), else ``vae/``."""
         import diffusers
+        from transformers import AutoTokenizer
 
         if vae == "auto":
             vae = "temporal" if (root / "vae_temporal_decoder").is_dir() else "2d"
@@ -79,16 +80,13 @@ class LattePipeline(Pipeline):
         )
         local = {"use_safetensors": None if allow_bin else True, "local_files_only": True}
         autoencoder = vae_class.from_pretrained(root / vae_folder, **local)
-        tokenizer, text_encoder = load_t5(
-            root / "text_encoder", root / "tokenizer", device=device, dtype=dtype, allow_bin=allow_bin
-        )
         return cls(
             transformer=load_backbone(
                 LatteTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin
             ),
             vae=autoencoder.to(device=device, dtype=dtype).eval(),
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
+            text_encoder=load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
+            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
             scheduler=load_scheduler(root / "scheduler"),
         )
 
@@ -96,22 +94,16 @@ class LattePipeline(Pipeline):
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
-    def _encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        return encode_texts(self.tokenizer, self.text_encoder, [t.lower().strip() for t in texts], MAX_TEXT_TOKENS)
-
     def encode_prompt(
         self, prompts: list[str], negative_prompt: str, guided: bool, mask_feature: bool = True
     ) -> torch.Tensor:
         """T5 features of ``prompts``, followed by the negative prompt's when ``guided``: ``(B or 2B, L, 4096)``."""
-        embeds, mask = self._encode(prompts)
-        negative = self._encode([negative_prompt] * len(prompts))[0] if guided else None
+        text = encode_prompts(
+            self.tokenizer, self.text_encoder, prompts, negative_prompt if guided else None, MAX_TEXT_TOKENS
+        )
+        embeds, negative = text.features, text.negative
         if mask_feature:
-            if len(prompts) == 1:
-                keep = int(mask.sum())
-                embeds = embeds[:, :keep]
-                negative = negative[:, :keep] if negative is not None else None
-            else:
-                embeds = embeds * mask[:, :, None]
+            embeds, negative = mask_features(embeds, text.mask, negative)
         return torch.cat([embeds, negative]) if negative is not None else embeds
 
     def decode(self, latents: torch.Tensor, decode_chunk_size: int = 14) -> torch.Tensor:

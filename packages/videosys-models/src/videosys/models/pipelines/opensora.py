@@ -25,7 +25,7 @@ from videosys.core.io import to_uint8_frames
 from .. import opensora_presets as presets
 from ..loading import load_backbone
 from ..schedulers import RectifiedFlow
-from ..text_encoders import encode_texts, load_t5
+from ..text_encoders import encode_texts, load_text_encoder
 from ..transformers import STDiT3
 from ..vae import OpenSoraVAE
 from .base import Component, Pipeline
@@ -83,14 +83,13 @@ class OpenSoraPipeline(Pipeline):
     @classmethod
     def load(cls, root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool) -> OpenSoraPipeline:
         """Read a checked folder; the VAE and T5 run in ``dtype`` too (the original runs all three in bf16)."""
-        tokenizer, text_encoder = load_t5(
-            root / "text_encoder", root / "tokenizer", device=device, dtype=dtype, allow_bin=allow_bin
-        )
+        from transformers import AutoTokenizer
+
         return cls(
             transformer=load_backbone(STDiT3, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin),
             vae=OpenSoraVAE.from_pretrained(root / "vae", dtype=dtype, device=device),
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
+            text_encoder=load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
+            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
         )
 
     @classmethod
@@ -257,13 +256,7 @@ class OpenSoraPipeline(Pipeline):
             return self.transformer(x.to(model_dtype), t, context, mask=text_mask, x_mask=x_mask, **size)
 
         latents = sampler.sample(
-            model_fn,
-            z,
-            height=height,
-            width=width,
-            num_frames=frames,
-            mask=mask,
-            generator=generator,
+            model_fn, z, height=height, width=width, num_frames=frames, mask=mask, generator=generator,
             progress=progress,
         )
         if output_type == "latent":

@@ -3,6 +3,8 @@
 from .cogvideox import CogVideoXBlock, CogVideoXTransformer
 from .dit import DiTTransformer
 from .latte import LatteBlock, LatteTransformer
+from .opensora_plan_latte import OpenSoraPlanLatte
+from .opensora_plan_t2v import OpenSoraPlanConditioning, OpenSoraPlanT2V
 from .stdit3 import STDiT3, STDiT3Conditioning
 
 __all__ = [
@@ -11,6 +13,9 @@ __all__ = [
     "DiTTransformer",
     "LatteBlock",
     "LatteTransformer",
+    "OpenSoraPlanConditioning",
+    "OpenSoraPlanLatte",
+    "OpenSoraPlanT2V",
     "STDiT3",
     "STDiT3Conditioning",
 ]

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 
 from videosys.core import STBackbone
 from videosys.core.layers import PatchEmbed2D, sincos_2d, unpatchify
 
-__all__ = ["PatchedBackbone", "add_sincos_2d", "batch_timesteps", "require_config"]
+__all__ = [
+    "ADALN_SINGLE_RULES",
+    "PatchedBackbone",
+    "add_sincos_2d",
+    "adaln_single_t2v_args",
+    "batch_timesteps",
+    "require_config",
+]
+
+ADALN_SINGLE_RULES = [
+    (r"^pos_embed\.proj\.", "patch_embed.proj."),
+    (r"^adaln_single\.emb\.timestep_embedder\.", "t_embedder."),
+    (r"^adaln_single\.linear\.", "t_block.1."),
+    (r"^scale_shift_table$", "final.scale_shift_table"),
+    (r"^proj_out\.", "final.linear."),
+]
+"""The names around the blocks of diffusers-layout adaLN-single text-to-video backbones (Latte, Open-Sora-Plan's
+``OpenSoraT2V``): patch embedder, timestep embedder and adaLN-single linear, output layer, to ours."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -37,6 +55,32 @@ def require_config(config: dict, model: str, **expected: object) -> None:
                 f"{model} config has {key}={config[key]!r}; VideoSys implements {key}={value!r} "
                 "(the published checkpoints' value)"
             )
+
+
+def adaln_single_t2v_args(config: dict, model: str) -> dict[str, Any]:
+    """The constructor arguments a diffusers-layout adaLN-single text-to-video ``config.json`` gives alike (Latte,
+    ``OpenSoraT2V``): depth, heads, head dim, channels, patch, caption width, attention bias, norm eps."""
+    heads, head_dim = config.get("num_attention_heads", 16), config.get("attention_head_dim", 88)
+    cross_dim = config.get("cross_attention_dim")
+    if cross_dim is not None and cross_dim != heads * head_dim:
+        raise ValueError(
+            f"{model} config has cross_attention_dim={cross_dim}; the caption projection feeds the width "
+            f"{heads * head_dim}, so it must equal num_attention_heads * attention_head_dim"
+        )
+    if config.get("caption_channels") is None:
+        raise ValueError(f"{model} config has no caption_channels (the text encoder width)")
+    in_channels = config["in_channels"]
+    return {
+        "num_layers": config.get("num_layers", 1),
+        "num_heads": heads,
+        "head_dim": head_dim,
+        "in_channels": in_channels,
+        "out_channels": config.get("out_channels") or in_channels,
+        "patch_size": config["patch_size"],
+        "caption_channels": config["caption_channels"],
+        "attention_bias": config.get("attention_bias", False),
+        "norm_eps": config.get("norm_eps", 1e-5),
+    }
 
 
 def batch_timesteps(timestep: torch.Tensor | float, batch: int, device: torch.device) -> torch.Tensor:

@@ -16,9 +16,9 @@ from videosys.core import AdaLNBlock, AttentionAxis, Conditioning
 from videosys.core.layers import AxisEmbedding, CaptionProjection, FinalLayer, TimestepEmbedder, sincos_1d
 
 from ..loading import DIFFUSERS_BLOCK_RULES, rename_keys
-from .common import PatchedBackbone, batch_timesteps, require_config
+from .common import ADALN_SINGLE_RULES, PatchedBackbone, adaln_single_t2v_args, batch_timesteps, require_config
 
-__all__ = ["LatteBlock", "LatteTransformer"]
+__all__ = ["LatteBlock", "LatteTransformer", "latte_arguments"]
 
 
 class LatteBlock(AdaLNBlock):
@@ -66,6 +66,7 @@ class LatteTransformer(PatchedBackbone):
 
     ``blocks`` alternates spatial block ``i`` and temporal block ``i``. The output has ``out_channels``
     channels: the predicted noise, then (Latte-1, learned sigma) the variance interpolation values.
+    ``temporal_interpolation_scale`` divides the frame positions of the temporal table.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class LatteTransformer(PatchedBackbone):
         video_length: int = 16,
         attention_bias: bool = True,
         norm_eps: float = 1e-6,
+        temporal_interpolation_scale: float = 1.0,
     ) -> None:
         dim = num_heads * head_dim
         super().__init__(
@@ -92,7 +94,7 @@ class LatteTransformer(PatchedBackbone):
         self.caption_projection = CaptionProjection(caption_channels, dim)
         self.video_length = video_length
         """Latent frames the temporal position table covers: the most one video can have."""
-        temporal_table = sincos_1d(torch.arange(video_length), dim).float()
+        temporal_table = sincos_1d(torch.arange(video_length) / temporal_interpolation_scale, dim).float()
         blocks = []
         for i in range(num_layers):
             common = {"context_dim": dim, "qkv_bias": attention_bias, "norm_eps": norm_eps}
@@ -151,29 +153,7 @@ class LatteTransformer(PatchedBackbone):
             activation_fn="gelu-approximate",
             norm_elementwise_affine=False,
         )
-        heads, head_dim = config.get("num_attention_heads", 16), config.get("attention_head_dim", 88)
-        cross_dim = config.get("cross_attention_dim")
-        if cross_dim is not None and cross_dim != heads * head_dim:
-            raise ValueError(
-                f"LatteTransformer3DModel config has cross_attention_dim={cross_dim}; the caption projection "
-                f"feeds the width {heads * head_dim}, so it must equal num_attention_heads * attention_head_dim"
-            )
-        if config.get("caption_channels") is None:
-            raise ValueError("LatteTransformer3DModel config has no caption_channels (the text encoder width)")
-        in_channels = config["in_channels"]
-        return cls(
-            num_layers=config.get("num_layers", 1),
-            num_heads=heads,
-            head_dim=head_dim,
-            in_channels=in_channels,
-            out_channels=config.get("out_channels") or in_channels,
-            patch_size=config["patch_size"],
-            sample_size=config.get("sample_size", 64),
-            caption_channels=config["caption_channels"],
-            video_length=config.get("video_length", 16),
-            attention_bias=config.get("attention_bias", False),
-            norm_eps=config.get("norm_eps", 1e-5),
-        )
+        return cls(**latte_arguments(config, "LatteTransformer3DModel"))
 
     @staticmethod
     def convert_diffusers_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -181,12 +161,18 @@ class LatteTransformer(PatchedBackbone):
         return rename_keys(state_dict, _LATTE_RULES)
 
 
+def latte_arguments(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """Constructor arguments of :class:`LatteTransformer` from a diffusers-style Latte ``config.json`` (``model``
+    names its class in errors), with diffusers' defaults for absent fields."""
+    return {
+        **adaln_single_t2v_args(config, model),
+        "sample_size": config.get("sample_size", 64),
+        "video_length": config.get("video_length", 16),
+    }
+
+
 _LATTE_RULES = [
-    (r"^pos_embed\.proj\.", "patch_embed.proj."),
-    (r"^adaln_single\.emb\.timestep_embedder\.", "t_embedder."),
-    (r"^adaln_single\.linear\.", "t_block.1."),
-    (r"^scale_shift_table$", "final.scale_shift_table"),
-    (r"^proj_out\.", "final.linear."),
+    *ADALN_SINGLE_RULES,
     (r"^transformer_blocks\.(\d+)\.", lambda m: f"blocks.{2 * int(m.group(1))}."),
     (r"^temporal_transformer_blocks\.(\d+)\.", lambda m: f"blocks.{2 * int(m.group(1)) + 1}."),
     *DIFFUSERS_BLOCK_RULES,

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..loading import CheckpointError, check_keys, read_config
-from .temporal_vae import DiagonalGaussian, TemporalVAE, TemporalVAEConfig
+from .common import DiagonalGaussian, per_frame
+from .temporal_vae import TemporalVAE, TemporalVAEConfig
 
 __all__ = [
     "ARCHITECTURE_FILE",
@@ -147,10 +148,7 @@ class SpatialVAE(nn.Module):
         return 2 ** (len(self.module.config.block_out_channels) - 1)
 
     def _per_frame(self, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        out = _in_chunks(frames, self.micro_batch_size, 0, fn)
-        return out.reshape(b, t, *out.shape[1:]).permute(0, 2, 1, 3, 4)
+        return per_frame(lambda frames: _in_chunks(frames, self.micro_batch_size, 0, fn), x)
 
     def encode(self, x: torch.Tensor, generator: torch.Generator | None, sample: bool) -> torch.Tensor:
         def encode_frames(frames: torch.Tensor) -> torch.Tensor:

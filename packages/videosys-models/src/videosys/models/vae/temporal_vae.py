@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CausalConv3d", "DiagonalGaussian", "TemporalVAE", "TemporalVAEConfig"]
+from .common import CausalConv3d, DiagonalGaussian
+
+__all__ = ["TemporalVAE", "TemporalVAEConfig"]
 
 
 @dataclass(frozen=True)
@@ -50,22 +52,6 @@ class TemporalVAEConfig:
     def time_factor(self) -> int:
         """How many input frames one latent frame covers."""
         return 2 ** sum(self.temporal_downsample)
-
-
-class CausalConv3d(nn.Module):
-    """A 3-D convolution padded only in front along time (and symmetrically in space): frame t sees frames <= t."""
-
-    def __init__(
-        self, cin: int, cout: int, kernel_size: int = 3, time_stride: int = 1, bias: bool = True
-    ) -> None:
-        super().__init__()
-        time_pad = kernel_size - time_stride
-        space_pad = kernel_size // 2
-        self.padding = (space_pad, space_pad, space_pad, space_pad, time_pad, 0)
-        self.conv = nn.Conv3d(cin, cout, kernel_size, stride=(time_stride, 1, 1), bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, self.padding))
 
 
 class ResBlock(nn.Module):
@@ -106,7 +92,8 @@ class TemporalEncoder(nn.Module):
             prev = width
             if level < len(widths) - 1:
                 down = config.temporal_downsample[level]
-                self.conv_blocks.append(CausalConv3d(width, width, time_stride=2) if down else nn.Identity())
+                halve = CausalConv3d(width, width, stride=(2, 1, 1), time_pad=1) if down else nn.Identity()
+                self.conv_blocks.append(halve)
         self.res_blocks = _res_stack(prev, prev, config)
         self.norm1 = nn.GroupNorm(config.num_groups, prev)
         self.conv2 = CausalConv3d(prev, 2 * config.latent_channels, kernel_size=1)
@@ -158,20 +145,6 @@ class TemporalDecoder(nn.Module):
                     b, c2, t, h, w = x.shape  # channels (c, 2) -> time (t, 2)
                     x = x.reshape(b, c2 // 2, 2, t, h, w).permute(0, 1, 3, 2, 4, 5).reshape(b, c2 // 2, 2 * t, h, w)
         return self.conv_out(F.silu(self.norm1(x)))
-
-
-class DiagonalGaussian:
-    """The posterior a VAE encoder predicts: mean and log-variance stacked on the channel axis."""
-
-    def __init__(self, moments: torch.Tensor) -> None:
-        self.mean, logvar = moments.chunk(2, dim=1)
-        self.std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
-
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``mean + std * noise``; noise is drawn on the generator's device (CPU by default) so seeds agree anywhere."""
-        device = generator.device if generator is not None else torch.device("cpu")
-        noise = torch.randn(self.mean.shape, generator=generator, device=device, dtype=self.mean.dtype)
-        return self.mean + self.std * noise.to(self.mean.device)
 
 
 class TemporalVAE(nn.Module):

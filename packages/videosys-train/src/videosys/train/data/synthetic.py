@@ -122,14 +122,23 @@ def render_clip(motion: ShapeMotion, frames: int, size: int, start: tuple[int, i
     return video
 
 
-def _random_start(motion: ShapeMotion, frames: int, size: int, rng: np.random.Generator) -> tuple[int, int]:
-    """A start from which the whole path stays inside the frame, when the frame is large enough for that."""
+def _random_start(
+    motion: ShapeMotion, frames: int, size: int, rng: np.random.Generator, jitter: int | None = None
+) -> tuple[int, int]:
+    """A start from which the whole path stays inside the frame, when the frame is large enough for that.
+
+    ``jitter=None``: any such start. An integer: the path centred in the frame, then shifted by up to
+    ``jitter`` pixels along each axis (kept inside the same range).
+    """
     mask = _mask(motion.shape, size, motion.radius(size))
     travel = motion.pixels_per_frame(frames, size) * (frames - 1)
     start = []
     for axis, step in enumerate(DIRECTIONS[motion.direction]):
         occupied = np.flatnonzero(mask.any(axis=1 - axis))
         lo, hi = _start_range(occupied, step, travel, size)
+        if jitter is not None:
+            centred = -step * travel // 2
+            lo, hi = max(lo, centred - jitter), min(hi, centred + jitter)
         start.append(int(rng.integers(lo, hi + 1)))
     return start[0], start[1]
 
@@ -141,11 +150,14 @@ def make_shapes_dataset(
     size: int = 32,
     seed: int = 0,
     held_out: Iterable[str] = (),
+    jitter: int | None = None,
 ) -> Path:
     """Write ``num_videos`` GIF clips and ``data.csv`` to ``out_dir``; return the CSV path.
 
     Each row has ``path`` and ``caption`` (what training reads) and the clip's ``color``, ``shape``,
     ``direction``, ``size`` and ``speed``. No clip shows a ``held_out`` combination ("green triangle up").
+    ``jitter``: see :func:`_random_start` (None: the start anywhere the path fits; an integer: the path
+    centred, give or take that many pixels, so where the shape is says little and the caption all).
     """
     excluded = {parse_combination(text) for text in held_out}
     combos = [(c, s, d) for c in COLORS for s in SHAPES for d in DIRECTIONS if (c, s, d) not in excluded]
@@ -158,7 +170,7 @@ def make_shapes_dataset(
         motion = ShapeMotion(color, shape, direction, str(rng.choice(list(SIZES))), str(rng.choice(list(SPEEDS))))
         say_size, say_speed = (bool(b) for b in rng.integers(2, size=2))
         name = f"clip_{i:04d}.gif"
-        clip = render_clip(motion, frames, size, _random_start(motion, frames, size, rng))
+        clip = render_clip(motion, frames, size, _random_start(motion, frames, size, rng, jitter))
         save_video(clip, out / name, fps=8)
         rows.append({"path": name, "caption": motion.caption(say_size=say_size, say_speed=say_speed), **asdict(motion)})
     csv_path = out / "data.csv"
