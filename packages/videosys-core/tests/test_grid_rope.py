@@ -191,3 +191,23 @@ def test_bad_configurations_and_grids_are_named():
         attention(torch.randn(1, 2, 6, 12), grid=VideoGrid(2, 2, 2))
     with pytest.raises(ValueError, match=r"three positive integers \(frames, height, width\), got \(2, 0, 3\)"):
         attention(torch.randn(1, 2, 6, 12), grid=VideoGrid(2, 0, 3))
+
+
+def test_grid_origin_and_spacing_place_the_positions():
+    """Token (i, j, k) of a placed grid rotates as position origin + index * spacing (CogVideoX's crop)."""
+    torch.manual_seed(0)
+    q = torch.randn(1, 2, 6, 2, 12)
+    grid = VideoGrid(2, 2, 3, origin=(0.0, 1.5, 0.0), spacing=(1.0, 2.25, 0.5))
+    rope = GridRotaryEmbedding(12, split=(4, 4, 4), interleaved=True)
+    ours = rope(q, FULL, grid)
+    t, h, w = torch.meshgrid(torch.arange(2.0), torch.arange(2.0), torch.arange(3.0), indexing="ij")
+    coords = {"t": t.reshape(2, 6), "h": (1.5 + 2.25 * h).reshape(2, 6), "w": (0.5 * w).reshape(2, 6)}
+    for part, name in zip(range(3), "thw"):
+        inv = 1.0 / 10000 ** (torch.arange(0, 4, 2).double() / 4)
+        angles = (coords[name].double()[..., None] * inv).repeat_interleave(2, -1)[None, :, :, None]
+        pairs = q[..., 4 * part : 4 * part + 4].double()
+        turned = torch.stack((-pairs[..., 1::2], pairs[..., 0::2]), dim=-1).flatten(-2)
+        expected = pairs * angles.cos() + turned * angles.sin()
+        torch.testing.assert_close(ours[..., 4 * part : 4 * part + 4].double(), expected, atol=1e-5, rtol=1e-5)
+    assert grid.positions(2, 6, (1, 3))[1].tolist() == [[3.75, 3.75, 3.75, 6.0, 6.0, 6.0]]
+    assert VideoGrid(2, 2, 3).positions(1, 2)[2].dtype == torch.int64

@@ -168,6 +168,20 @@ def test_final_layer_modulates_then_projects():
         FinalLayer(6, 4, modulation="film")
 
 
+def test_final_layer_with_a_narrower_condition_and_an_affine_norm():
+    torch.manual_seed(0)
+    layer = FinalLayer(6, 4, "linear", cond_dim=5, elementwise_affine=True)
+    torch.nn.init.normal_(layer.norm.weight)
+    torch.nn.init.normal_(layer.norm.bias)
+    x, cond = torch.randn(2, 1, 3, 6), torch.randn(2, 5)
+    shift, scale = (F.silu(cond) @ layer.adaLN_modulation[1].weight.T + layer.adaLN_modulation[1].bias).chunk(2, -1)
+    normed = F.layer_norm(x, (6,), layer.norm.weight, layer.norm.bias, eps=1e-6)
+    expected = layer.linear(normed * (1 + scale[:, None, None]) + shift[:, None, None])
+    torch.testing.assert_close(layer(x, cond), expected)
+    with pytest.raises(ValueError, match="conditioning of width 6, not 5"):
+        FinalLayer(6, 4, cond_dim=5)
+
+
 def test_split_modulation_shapes_and_errors():
     shift, scale = split_modulation(torch.arange(12.0).reshape(2, 6), 2)
     assert shift.shape == (2, 1, 1, 3) and scale[1].flatten().tolist() == [9.0, 10.0, 11.0]

@@ -75,8 +75,8 @@ BAD_OPTIONS = [
     (["--steps", "0"], "--steps 0: expected at least 1 denoising step"),
     (
         ["--model", "sora"],
-        "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2, "
-        "opensora-plan-1.1, opensora-plan-1.2, videosys-tiny",
+        "unknown model 'sora'; known models: cogvideox-2b, cogvideox-5b, dit, dit-xl-2-256, dit-xl-2-512, latte, "
+        "opensora-1.2, opensora-plan-1.1, opensora-plan-1.2, videosys-tiny",
     ),
     (["--resolution", "big"], "--resolution 'big': expected SIZE or WIDTHxHEIGHT"),
     (["--cfg", "-1"], "--cfg -1.0: expected a guidance scale >= 0"),

@@ -14,6 +14,8 @@ from videosys.models import LATTE_PAB, OPENSORA_PAB, UnknownModelError, get_mode
 
 def test_registry_names_and_defaults():
     assert list_models() == [
+        "cogvideox-2b",
+        "cogvideox-5b",
         "dit",
         "dit-xl-2-256",
         "dit-xl-2-512",
@@ -49,8 +51,8 @@ def test_registry_names_and_defaults():
 
 def test_unknown_model_lists_known_ones():
     expected = (
-        "unknown model 'sora'; known models: dit, dit-xl-2-256, dit-xl-2-512, latte, opensora-1.2, opensora-plan-1.1, "
-        "opensora-plan-1.2, videosys-tiny"
+        "unknown model 'sora'; known models: cogvideox-2b, cogvideox-5b, dit, dit-xl-2-256, dit-xl-2-512, latte, "
+        "opensora-1.2, opensora-plan-1.1, opensora-plan-1.2, videosys-tiny"
     )
     with pytest.raises(UnknownModelError, match=expected):
         get_model("sora")

@@ -63,11 +63,17 @@ class VideoGrid(NamedTuple):
 
     Attention sees ``T`` and ``S`` in its tokens but not how ``S`` folds into rows and columns; a backbone
     whose attention needs that (a rotary embedding over ``(t, h, w)``) says so in ``Conditioning.grid``.
+    ``origin`` and ``spacing`` place the grid in the coordinates a model's positions use: token ``(i, j, k)``
+    sits at ``origin + (i, j, k) * spacing``. Unit spacing from 0 (the default) gives integer positions;
+    CogVideoX fits a smaller video into its trained grid (a centre crop of a resized grid), so its
+    positions are fractional and start past 0.
     """
 
     frames: int
     height: int
     width: int
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @property
     def tokens(self) -> int:
@@ -76,28 +82,33 @@ class VideoGrid(NamedTuple):
 
     def check(self, axis: AttentionAxis, frames: int, tokens: int) -> None:
         """Raise unless the grid has positive sizes and matches the whole axes an attention over ``axis`` mixes."""
-        if any(not isinstance(n, int) or n < 1 for n in self):
-            raise ValueError(f"a video grid is three positive integers (frames, height, width), got {tuple(self)}")
+        sizes = (self.frames, self.height, self.width)
+        if any(not isinstance(n, int) or n < 1 for n in sizes):
+            raise ValueError(f"a video grid is three positive integers (frames, height, width), got {sizes}")
         whole_t = axis in (AttentionAxis.TEMPORAL, AttentionAxis.FULL)
         whole_s = axis in (AttentionAxis.SPATIAL, AttentionAxis.FULL)
         if (whole_t and frames != self.frames) or (whole_s and tokens != self.tokens):
             raise ValueError(
-                f"{axis.value} attention over (T, S) = ({frames}, {tokens}) tokens, but the video grid {tuple(self)} "
+                f"{axis.value} attention over (T, S) = ({frames}, {tokens}) tokens, but the video grid {sizes} "
                 f"has (T, S) = ({self.frames}, {self.tokens}): embed() must declare the grid of the tokens it returns"
             )
 
     def positions(
         self, frames: int, tokens: int, start: tuple[int, int] = (0, 0), device: torch.device | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Integer ``(t, h, w)`` of a ``frames x tokens`` block of tokens whose first sits at ``start``.
+        """``(t, h, w)`` of a ``frames x tokens`` block of tokens whose first sits at ``start``.
 
         ``start`` is (frame, spatial token); the result is shaped ``(frames, 1)``, ``(1, tokens)``,
-        ``(1, tokens)``, broadcasting to the block. Past the grid's end (sequence-parallel padding) the count
+        ``(1, tokens)``, broadcasting to the block: integer indices on the default unit grid, else
+        ``origin + index * spacing`` in float64. Past the grid's end (sequence-parallel padding) the count
         continues: such tokens are never attended to, so any position will do.
         """
         t = torch.arange(start[0], start[0] + frames, device=device)[:, None]
         s = torch.arange(start[1], start[1] + tokens, device=device)[None, :]
-        return t, s // self.width, s % self.width
+        index = (t, s // self.width, s % self.width)
+        if self.origin == (0.0, 0.0, 0.0) and self.spacing == (1.0, 1.0, 1.0):
+            return index
+        return tuple(i.double() * step + first for i, step, first in zip(index, self.spacing, self.origin))
 
 
 def check_video_tokens(x: torch.Tensor, channels: int | None = None, name: str = "x") -> VideoShape:

@@ -8,21 +8,39 @@ diffusers and transformers on first use).
 """
 
 from .loading import CheckpointError, load_backbone
-from .pab_defaults import EMBEDDED_PAB, LATTE_PAB, OPENSORA_PAB, OPENSORA_PLAN_V11_PAB, OPENSORA_PLAN_V12_PAB, WAN_PAB
+from .pab_defaults import (
+    COGVIDEOX_PAB,
+    EMBEDDED_PAB,
+    LATTE_PAB,
+    OPENSORA_PAB,
+    OPENSORA_PLAN_V11_PAB,
+    OPENSORA_PLAN_V12_PAB,
+    WAN_PAB,
+)
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model, list_models, load
 from .schedulers import RectifiedFlow
 from .text_encoders import T5TextEncoder
-from .transformers import DiTTransformer, LatteTransformer, OpenSoraPlanLatte, OpenSoraPlanT2V, STDiT3, WanTransformer
+from .transformers import (
+    CogVideoXTransformer,
+    DiTTransformer,
+    LatteTransformer,
+    OpenSoraPlanLatte,
+    OpenSoraPlanT2V,
+    STDiT3,
+    WanTransformer,
+)
 from .vae import CausalVAE, OpenSoraVAE
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "COGVIDEOX_PAB",
     "EMBEDDED_PAB",
     "LATTE_PAB",
     "MODELS",
     "CausalVAE",
     "CheckpointError",
+    "CogVideoXTransformer",
     "DiTTransformer",
     "LatteTransformer",
     "OpenSoraPlanLatte",

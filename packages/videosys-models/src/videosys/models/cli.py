@@ -112,6 +112,7 @@ def describe_model(spec: ModelSpec) -> list[str]:
         "resolution": "resolution",
         "aspect_ratio": "aspect ratio",
         "duration": "duration",
+        "use_dynamic_cfg": "dynamic cfg",
     }
     defaults = [f"{names[k]} {v}" for k, v in spec.defaults.items() if k in names]
     if "height" in spec.defaults:

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from videosys.pab import Broadcast, MLPReuse, PABConfig
 
-__all__ = ["EMBEDDED_PAB", "LATTE_PAB", "OPENSORA_PAB", "OPENSORA_PLAN_V11_PAB", "OPENSORA_PLAN_V12_PAB", "WAN_PAB"]
+__all__ = [
+    "COGVIDEOX_PAB",
+    "EMBEDDED_PAB",
+    "LATTE_PAB",
+    "OPENSORA_PAB",
+    "OPENSORA_PLAN_V11_PAB",
+    "OPENSORA_PLAN_V12_PAB",
+    "WAN_PAB",
+]
 
 
 def _loop_positions(steps: tuple[int, ...], num_steps: int) -> tuple[float, ...]:
@@ -67,3 +75,8 @@ WAN_PAB = PABConfig(full=Broadcast(2, window=(100, 850)), cross=Broadcast(6, win
 """Wan 2.1 (full 3-D attention): VideoSys's CogVideoX rule, the fastest-changing attention every 2 steps and
 cross-attention every 6, inside timesteps (100, 850); no MLP reuse. Measured on a Wan-proportioned proxy in
 ``benchmarks/wan_pab.py``."""
+
+COGVIDEOX_PAB = PABConfig(full=Broadcast(2, window=(100, 850)))
+"""CogVideoX 2b / 5b (VideoSys's CogVideoX config): the joint text-video attention, which is VideoSys's "spatial"
+kind there and a ``full`` attention here, every 2 steps on (100, 850); CogVideoX has no temporal or cross
+attention, and no MLP reuse."""

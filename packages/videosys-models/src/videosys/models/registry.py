@@ -11,6 +11,7 @@ from typing import Any, Literal
 from videosys.pab import PABConfig
 
 from .pab_defaults import (
+    COGVIDEOX_PAB,
     EMBEDDED_PAB,
     LATTE_PAB,
     OPENSORA_PAB,
@@ -127,6 +128,30 @@ MODELS: dict[str, ModelSpec] = {
                 "guidance_scale": 7.5,
             },
             pab=OPENSORA_PLAN_V12_PAB,
+        ),
+        ModelSpec(
+            name="cogvideox-2b",
+            task="text-to-video",
+            pipeline="videosys.models.pipelines.cogvideox:CogVideoXPipeline",
+            description="CogVideoX-2b (THUDM/CogVideoX-2b folder layout): joint text-video attention, T5, "
+            "CogVideoX VAE, DDIM (v-prediction)",
+            defaults={"num_frames": 49, "height": 480, "width": 720, "num_inference_steps": 50, "guidance_scale": 6.0},
+            pab=COGVIDEOX_PAB,
+        ),
+        ModelSpec(
+            name="cogvideox-5b",
+            task="text-to-video",
+            pipeline="videosys.models.pipelines.cogvideox:CogVideoXPipeline",
+            description="CogVideoX-5b (THUDM/CogVideoX-5b folder layout): as 2b with 3-D RoPE, DPM, dynamic guidance",
+            defaults={
+                "num_frames": 49,
+                "height": 480,
+                "width": 720,
+                "num_inference_steps": 50,
+                "guidance_scale": 6.0,
+                "use_dynamic_cfg": True,
+            },
+            pab=COGVIDEOX_PAB,
         ),
         ModelSpec(
             name="dit-xl-2-256",

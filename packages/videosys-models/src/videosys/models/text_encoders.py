@@ -107,11 +107,14 @@ def mask_features(
     return features * mask[:, :, None].to(features.dtype), negative
 
 
-def encode_texts(tokenizer: Any, encoder: Any, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_texts(
+    tokenizer: Any, encoder: Any, texts: list[str], max_length: int, *, mask_padding: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(B, max_length, D)`` in the encoder's dtype and the token mask ``(B, max_length)``.
 
     Texts are tokenized as given (with the end-of-sequence token), truncated and padded to ``max_length``;
-    padding is masked out of the encoder's attention, and the mask tells the consumer which tokens are real.
+    padding is masked out of the encoder's attention (unless ``mask_padding=False``: CogVideoX was trained on
+    T5 features computed over the padding too), and the mask tells the consumer which tokens are real.
     """
     tokens = tokenizer(
         texts,
@@ -124,7 +127,8 @@ def encode_texts(tokenizer: Any, encoder: Any, texts: list[str], max_length: int
     )
     device = next(encoder.parameters()).device
     mask = tokens.attention_mask.to(device)
-    features = encoder(input_ids=tokens.input_ids.to(device), attention_mask=mask).last_hidden_state
+    attention = mask if mask_padding else None
+    features = encoder(input_ids=tokens.input_ids.to(device), attention_mask=attention).last_hidden_state
     return features.to(encoder.dtype), mask
 
 

@@ -15,17 +15,29 @@ class FinalLayer(nn.Module):
 
     ``modulation="table"``: ``shift, scale = scale_shift_table + cond`` with ``cond: (B, C)`` (PixArt,
     Latte, STDiT3), or laid out like the tokens, ``(B, T|1, S|1, C)`` (STDiT3's frames at timestep 0).
-    ``modulation="linear"``: ``shift, scale = adaLN_modulation(cond)`` with a SiLU + linear layer (DiT).
+    ``modulation="linear"``: ``shift, scale = adaLN_modulation(cond)`` with a SiLU + linear layer (DiT; CogVideoX
+    with ``cond_dim`` its timestep width and an affine norm, ``elementwise_affine=True``).
     """
 
-    def __init__(self, dim: int, out_dim: int, modulation: str = "table", eps: float = 1e-6) -> None:
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int,
+        modulation: str = "table",
+        eps: float = 1e-6,
+        *,
+        cond_dim: int | None = None,
+        elementwise_affine: bool = False,
+    ) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.norm = nn.LayerNorm(dim, elementwise_affine=elementwise_affine, eps=eps)
         self.linear = nn.Linear(dim, out_dim)
         if modulation == "table":
+            if cond_dim not in (None, dim):
+                raise ValueError(f"a table-modulated final layer takes conditioning of width {dim}, not {cond_dim}")
             self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim**0.5)
         elif modulation == "linear":
-            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim or dim, 2 * dim))
         else:
             raise ValueError(f"unknown modulation {modulation!r}; expected 'table' or 'linear'")
         self.modulation = modulation

@@ -1,6 +1,7 @@
 """Text-to-video and class-to-image pipelines on one base: components from one folder, one denoising loop."""
 
 from .base import Component, FrameCondition, IncompleteWeightsError, Pipeline
+from .cogvideox import CogVideoXPipeline
 from .dit import DiTPipeline
 from .latte import LattePipeline
 from .opensora import OpenSoraPipeline
@@ -8,6 +9,7 @@ from .opensora_plan import OpenSoraPlanPipeline, OpenSoraPlanV11Pipeline, OpenSo
 from .wan import WanPipeline
 
 __all__ = [
+    "CogVideoXPipeline",
     "Component",
     "DiTPipeline",
     "FrameCondition",

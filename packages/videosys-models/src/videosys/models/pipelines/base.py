@@ -193,7 +193,7 @@ class Pipeline(ABC):
         latents: torch.Tensor,
         num_steps: int,
         *,
-        guidance_scale: float,
+        guidance_scale: float | Callable[[torch.Tensor], float],
         guided_channels: int | None = None,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
@@ -204,8 +204,9 @@ class Pipeline(ABC):
 
         ``model_fn(x, t)`` gets the model input and one timestep per sample. With ``guidance_scale > 1``
         its batch is ``[conditional; unconditional]`` and the outputs are combined by classifier-free
-        guidance (on the first ``guided_channels`` channels, all if None). Predicted variance (channels
-        past the latents') reaches the sampler only if the scheduler uses it. Each step runs inside
+        guidance (on the first ``guided_channels`` channels, all if None). A callable ``guidance_scale`` gives
+        each step's scale from its timestep and always guides (CogVideoX's dynamic guidance). Predicted
+        variance (channels past the latents') reaches the sampler only if the scheduler uses it. Each step runs inside
         :func:`videosys.core.denoising_step`. ``given_frames`` fixes some frames (see :class:`FrameCondition`).
         """
         if num_steps < 1:
@@ -216,7 +217,7 @@ class Pipeline(ABC):
         noise = latents
         latents = latents * scheduler.init_noise_sigma
         step_kwargs = scheduler_step_kwargs(scheduler, generator, eta)
-        guided = guidance_scale > 1.0
+        guided = callable(guidance_scale) or guidance_scale > 1.0
         channels = latents.shape[1]
         name = type(self).__name__.removesuffix("Pipeline")
         for i, t in enumerate(tqdm(timesteps, desc=name, disable=not progress)):
@@ -227,7 +228,8 @@ class Pipeline(ABC):
                 model_input = scheduler.scale_model_input(model_input, t)
                 output = model_fn(model_input, t.expand(model_input.shape[0]))
                 if guided:
-                    output = guide(output, guidance_scale, guided_channels)
+                    scale = guidance_scale(t) if callable(guidance_scale) else guidance_scale
+                    output = guide(output, scale, guided_channels)
                 if not uses_learned_variance(scheduler):
                     output = output[:, :channels]
                 latents = self.step(output.to(latents.dtype), t, latents, **step_kwargs)

@@ -144,7 +144,7 @@ class OpenSoraPlanT2V(STBackbone):
     def head(self, x: torch.Tensor, cond: OpenSoraPlanConditioning) -> torch.Tensor:
         x = self.final(x, cond.embedded_timestep)
         p = self.patch_size
-        return unpatchify(x, self.out_channels, (1, p, p), cond.grid[1:])
+        return unpatchify(x, self.out_channels, (1, p, p), (cond.grid.height, cond.grid.width))
 
     @staticmethod
     def _text_mask(mask: torch.Tensor | None, batch: int, length: int, device: torch.device) -> torch.Tensor | None:

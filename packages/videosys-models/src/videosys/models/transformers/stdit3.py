@@ -195,7 +195,7 @@ class STDiT3(STBackbone):
         x = self.x_embedder(F.pad(latents, (0, pads[2], 0, pads[1], 0, pads[0])))
         grid = VideoGrid(*((n + p) // q for n, p, q in zip(size, pads, self.patch_size)))  # after padding
         pixels = float(torch.as_tensor(height).flatten()[0]) * float(torch.as_tensor(width).flatten()[0])
-        x = add_sincos_2d(x, grid[1:], round((grid[1] * grid[2]) ** 0.5), pixels**0.5 / self.input_sq_size)
+        x = add_sincos_2d(x, (grid.height, grid.width), round(grid.tokens**0.5), pixels**0.5 / self.input_sq_size)
 
         fps_emb = self.fps_embedder(batch_timesteps(fps, b, x.device), dtype=x.dtype)
         t = self.t_embedder(batch_timesteps(timestep, b, x.device), dtype=x.dtype) + fps_emb
@@ -231,7 +231,7 @@ class STDiT3(STBackbone):
         if cond.x_mask is not None:
             # As the original: frames at t0 are modulated again, from the t-modulated features.
             h = torch.where(cond.x_mask, h, modulate(final.norm(h), *final.shift_scale(cond.t0)))
-        x = unpatchify(final.linear(h), self.out_channels, self.patch_size, cond.grid[1:])
+        x = unpatchify(final.linear(h), self.out_channels, self.patch_size, (cond.grid.height, cond.grid.width))
         t, h, w = cond.size
         return x[:, :, :t, :h, :w].float()
 

@@ -138,9 +138,10 @@ class WanTransformer(STBackbone):
         x = self.patch_embed(latents)
         b = latents.shape[0]
         grid = VideoGrid(*(n // p for n, p in zip(latents.shape[2:], self.patch_size)))
-        if max(grid) > self.rope_max_seq_len:
+        sizes = (grid.frames, grid.height, grid.width)
+        if max(sizes) > self.rope_max_seq_len:
             raise ValueError(
-                f"token grid {tuple(grid)} (T, H, W) exceeds the {self.rope_max_seq_len} positions per axis "
+                f"token grid {sizes} (T, H, W) exceeds the {self.rope_max_seq_len} positions per axis "
                 "this checkpoint's RoPE covers (rope_max_seq_len)"
             )
         text_dim = self.text_embedder.linear_1.in_features
