@@ -150,3 +150,14 @@ def user_loop(model: nn.Module, timesteps: list[float]) -> torch.Tensor:
 def named_branches(model: nn.Module) -> dict:
     """Every branch of ``model`` keyed ``(block index, branch name)``."""
     return {(b, name): branch for b, block in enumerate(model.blocks) for name, branch in block.branches().items()}
+
+
+def reuse_schedule(reused: dict[str, list[int]], mlp_block: int) -> Callable[[Hashable, int], bool]:
+    """``is_reused((block, name), step)`` for :func:`substitute`: ``reused[name]`` lists the steps, MLP reuse
+    applies to block ``mlp_block`` only."""
+
+    def is_reused(key: Hashable, step: int) -> bool:
+        block, name = key
+        return (name != "mlp" or block == mlp_block) and step in reused[name]
+
+    return is_reused

@@ -3,7 +3,7 @@
 from collections import Counter
 
 import torch
-from pab_tiny import named_branches, record_inner_calls, substitute, user_loop
+from pab_tiny import named_branches, record_inner_calls, reuse_schedule, substitute, user_loop
 from torch import nn
 
 from videosys.core import Branch, Conditioning, CrossAttention, SelfAttention, STBackbone, STBlock
@@ -54,9 +54,7 @@ REUSED = {
 }
 
 
-def is_reused(key, step):
-    block, name = key
-    return (name != "mlp" or block == 1) and step in REUSED[name]
+is_reused = reuse_schedule(REUSED, mlp_block=1)
 
 
 def run(model):

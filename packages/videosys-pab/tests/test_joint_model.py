@@ -3,7 +3,7 @@
 from collections import Counter
 
 import torch
-from pab_tiny import named_branches, record_inner_calls, substitute, user_loop
+from pab_tiny import named_branches, record_inner_calls, reuse_schedule, substitute, user_loop
 from torch import nn
 
 from videosys.core import Conditioning, JointBlock, JointBranch, JointSelfAttention, STBackbone
@@ -52,9 +52,7 @@ CONFIG = PABConfig(
 REUSED = {"attn": [4, 5, 7, 8, 10, 11, 13, 14], "mlp": [5, 6, 7]}
 
 
-def is_reused(key, step):
-    block, name = key
-    return (name != "mlp" or block == 1) and step in REUSED[name]
+is_reused = reuse_schedule(REUSED, mlp_block=1)
 
 
 def run(model):
