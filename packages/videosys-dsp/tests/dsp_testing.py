@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,6 +38,7 @@ from videosys.core.layers import (
     TimestepEmbedder,
     split_modulation,
 )
+from videosys.dsp.testing import spawn
 
 BACKENDS = ("sdpa", "math")
 """Attention backends every multi-rank check runs under on CPU: SDPA returns zeros for a query without keys,
@@ -59,23 +58,18 @@ def _runs(checks: list[Check]) -> list[tuple[str, Callable[..., None], tuple, st
     return [(f"{c.name}[{backend}]", c.fn, c.args, backend) for c in checks for backend in c.backends]
 
 
-def _entry(rank: int, world_size: int, rendezvous: Path, checks: list[Check], out_dir: Path) -> None:
-    torch.set_num_threads(1)
-    init = f"file://{rendezvous}"
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world_size, timeout=timedelta(seconds=120))
-    try:
-        with open(out_dir / f"rank{rank}.jsonl", "w") as log:
-            for name, fn, args, backend in _runs(checks):
-                try:
-                    with attention_backend(backend):
-                        fn(*args)
-                except BaseException:
-                    log.write(json.dumps({"check": name, "error": traceback.format_exc()}) + "\n")
-                    raise  # ends the spawn: the other ranks may be waiting in a collective
-                log.write(json.dumps({"check": name, "error": None}) + "\n")
-                log.flush()
-    finally:
-        dist.destroy_process_group()
+def _run_logged(checks: list[Check], out_dir: Path) -> None:
+    """Run every check on this rank, one JSON line per check in ``rank<r>.jsonl`` (a crash keeps what ran)."""
+    with open(out_dir / f"rank{dist.get_rank()}.jsonl", "w") as log:
+        for name, fn, args, backend in _runs(checks):
+            try:
+                with attention_backend(backend):
+                    fn(*args)
+            except BaseException:
+                log.write(json.dumps({"check": name, "error": traceback.format_exc()}) + "\n")
+                raise  # ends the spawn: the other ranks may be waiting in a collective
+            log.write(json.dumps({"check": name, "error": None}) + "\n")
+            log.flush()
 
 
 def run_checks(world_size: int, checks: list[Check], out_dir: Path) -> dict[str, str | None]:
@@ -85,13 +79,10 @@ def run_checks(world_size: int, checks: list[Check], out_dir: Path) -> dict[str,
     passed on every rank, else the failing rank's traceback (or a note that an earlier check's failure
     stopped the run).
     """
-    # A fresh rendezvous file, not a TCP port picked in advance: on a busy machine another process can take
-    # the port between choosing it and rank 0 binding it, and every check of the spawn then errors.
-    with tempfile.TemporaryDirectory(prefix="dsp-rendezvous-") as rendezvous:
-        try:
-            mp.spawn(_entry, args=(world_size, Path(rendezvous) / "store", checks, out_dir), nprocs=world_size)
-        except mp.ProcessRaisedException:
-            pass  # the per-check logs below say which check failed and how
+    try:
+        spawn(_run_logged, world_size, checks, out_dir)
+    except mp.ProcessRaisedException:
+        pass  # the per-check logs below say which check failed and how
     passed: dict[str, int] = {}
     errors: dict[str, str] = {}
     for log in out_dir.glob("rank*.jsonl"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -525,3 +526,17 @@ def pab_over_joint_attention_equals_pab_alone() -> None:
                 torch.testing.assert_close(model(*inputs), reference(*inputs), **TOL)
     assert pab.stats(model)["full"] == pab.stats(reference)["full"]
     assert pab.stats(model)["full"]["reused"] > 0
+
+
+def report_rank(folder: str) -> None:
+    """Write this rank's rank, group size and the group's all-reduced sum of ``rank + 1`` to ``rank<r>.txt``."""
+    total = torch.tensor([dist.get_rank() + 1.0])
+    dist.all_reduce(total)
+    Path(folder, f"rank{dist.get_rank()}.txt").write_text(f"{dist.get_rank()} {dist.get_world_size()} {total.item()}")
+
+
+def fail_on_last_rank() -> None:
+    """The last rank raises while the others wait for it in a collective it never joins."""
+    if dist.get_rank() == dist.get_world_size() - 1:
+        raise ValueError(f"rank {dist.get_rank()} failed on purpose")
+    dist.all_reduce(torch.ones(1))

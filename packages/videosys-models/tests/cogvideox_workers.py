@@ -38,33 +38,29 @@ def sampling_outputs(model: torch.nn.Module) -> list[torch.Tensor]:
     return outputs
 
 
-def sharded_checks(rank: int, world: int, port: int, folder: str, out: str, config) -> None:
-    """On ``world`` ranks: DSP forward and averaged gradients (both resting axes), PAB enabled before and after
+def sharded_checks(folder: str, out: str, config) -> None:
+    """On the ranks: DSP forward and averaged gradients (both resting axes), PAB enabled before and after
     DSP, and the error for heads that do not divide the ranks. Rank 0 saves what the test compares."""
     import videosys.dsp as dsp
     import videosys.pab as pab
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        results: dict = {}
-        for resting in ("spatial", "temporal"):
-            model = dsp.parallelize(load_backbone(CogVideoXTransformer, folder), resting_axis=resting)
-            result = forward_and_grads(model)
-            dsp.average_gradients(model)
-            result["grads"] = {n: p.grad for n, p in model.named_parameters()}
-            results[resting] = result
-        for pab_first in (True, False):
-            model = load_backbone(CogVideoXTransformer, folder)
-            steps = [lambda m=model: pab.enable(m, config), lambda m=model: dsp.parallelize(m)]
-            for step in steps if pab_first else steps[::-1]:
-                step()
-            results[f"pab_first={pab_first}"] = {"outputs": sampling_outputs(model), "stats": pab.stats(model)}
-        heads = world + 1
-        with pytest.raises(ValueError, match=rf"JointAttention with {heads} heads.*{world} ranks must divide") as error:
-            dsp.parallelize(CogVideoXTransformer(num_layers=1, num_heads=heads, head_dim=16, rope=True))
-        results["heads_error"] = str(error.value)
-        if rank == 0:
-            torch.save(results, out)
-    finally:
-        dist.destroy_process_group()
+    world = dist.get_world_size()
+    results: dict = {}
+    for resting in ("spatial", "temporal"):
+        model = dsp.parallelize(load_backbone(CogVideoXTransformer, folder), resting_axis=resting)
+        result = forward_and_grads(model)
+        dsp.average_gradients(model)
+        result["grads"] = {n: p.grad for n, p in model.named_parameters()}
+        results[resting] = result
+    for pab_first in (True, False):
+        model = load_backbone(CogVideoXTransformer, folder)
+        steps = [lambda m=model: pab.enable(m, config), lambda m=model: dsp.parallelize(m)]
+        for step in steps if pab_first else steps[::-1]:
+            step()
+        results[f"pab_first={pab_first}"] = {"outputs": sampling_outputs(model), "stats": pab.stats(model)}
+    heads = world + 1
+    with pytest.raises(ValueError, match=rf"JointAttention with {heads} heads.*{world} ranks must divide") as error:
+        dsp.parallelize(CogVideoXTransformer(num_layers=1, num_heads=heads, head_dim=16, rope=True))
+    results["heads_error"] = str(error.value)
+    if dist.get_rank() == 0:
+        torch.save(results, out)

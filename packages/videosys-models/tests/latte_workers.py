@@ -6,7 +6,6 @@ returns ``(latents, *context)``, the model's arguments around the timestep.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,12 +19,6 @@ from videosys.models.transformers import LatteTransformer
 
 OPENSORA_PLAN_V11 = Path(__file__).parent / "fixtures" / "opensora_plan" / "v1.1"
 """The Open-Sora-Plan v1.1 golden fixture: ``transformer/`` (official layout) and ``io.safetensors``."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,9 +64,6 @@ def output_and_grads(
 
 
 def dsp_forward(
-    rank: int,
-    world: int,
-    port: int,
     folder: str,
     out: str,
     resting_axis: str,
@@ -81,30 +71,23 @@ def dsp_forward(
     make_inputs: Inputs = inputs,
     with_grads: bool = False,
 ) -> None:
-    """One forward of the backbone in ``folder`` sharded over ``world`` ranks; rank 0 saves the output
+    """One forward of the backbone in ``folder`` sharded over the ranks; rank 0 saves the output
     (``with_grads``: the output and the gradients of :func:`output_and_grads`, averaged over the ranks)."""
     import videosys.dsp as dsp
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        model = load_backbone(backbone, folder)
-        dsp.parallelize(model, resting_axis=resting_axis)
-        if with_grads:
-            result = output_and_grads(model, make_inputs, reduce=dsp.average_gradients)
-        else:
-            latents, *context = make_inputs()
-            with torch.no_grad():
-                result = model(latents, torch.tensor([500, 500]), *context)
-        if rank == 0:
-            torch.save(result, out)
-    finally:
-        dist.destroy_process_group()
+    model = load_backbone(backbone, folder)
+    dsp.parallelize(model, resting_axis=resting_axis)
+    if with_grads:
+        result = output_and_grads(model, make_inputs, reduce=dsp.average_gradients)
+    else:
+        latents, *context = make_inputs()
+        with torch.no_grad():
+            result = model(latents, torch.tensor([500, 500]), *context)
+    if dist.get_rank() == 0:
+        torch.save(result, out)
 
 
 def pab_over_dsp(
-    rank: int,
-    world: int,
-    port: int,
     folder: str,
     out: str,
     config,
@@ -121,28 +104,22 @@ def pab_over_dsp(
     import videosys.dsp as dsp
     import videosys.pab as pab
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        model = load_backbone(backbone, folder)
-        clean = {name: dict(vars(module)) for name, module in model.named_modules()}
-        steps_on = [lambda: pab.enable(model, config), lambda: dsp.parallelize(model, resting_axis=resting_axis)]
-        steps_off = [lambda: pab.disable(model), lambda: dsp.deparallelize(model)]
-        order = [0, 1] if pab_first else [1, 0]
-        for i in order:
-            steps_on[i]()
-        dsp.reset_comm_stats()
-        outputs = sampling_outputs(model, steps, make_inputs)
-        stats = pab.stats(model)
-        for i in order:
-            steps_off[i]()
-        left = {
-            f"{name}.{key}"
-            for name, module in model.named_modules()
-            for key in vars(module).keys() - clean[name].keys()
-        }
-        if rank == 0:
-            torch.save(
-                {"outputs": outputs, "switches": dsp.comm_stats()["switch"].calls, "stats": stats, "left": left}, out
-            )
-    finally:
-        dist.destroy_process_group()
+    model = load_backbone(backbone, folder)
+    clean = {name: dict(vars(module)) for name, module in model.named_modules()}
+    steps_on = [lambda: pab.enable(model, config), lambda: dsp.parallelize(model, resting_axis=resting_axis)]
+    steps_off = [lambda: pab.disable(model), lambda: dsp.deparallelize(model)]
+    order = [0, 1] if pab_first else [1, 0]
+    for i in order:
+        steps_on[i]()
+    dsp.reset_comm_stats()
+    outputs = sampling_outputs(model, steps, make_inputs)
+    stats = pab.stats(model)
+    for i in order:
+        steps_off[i]()
+    left = {
+        f"{name}.{key}" for name, module in model.named_modules() for key in vars(module).keys() - clean[name].keys()
+    }
+    if dist.get_rank() == 0:
+        torch.save(
+            {"outputs": outputs, "switches": dsp.comm_stats()["switch"].calls, "stats": stats, "left": left}, out
+        )

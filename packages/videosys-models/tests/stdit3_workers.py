@@ -6,15 +6,12 @@ import copy
 
 import torch
 import torch.distributed as dist
-from latte_workers import free_port
 
 from videosys.core import AttentionAxis, denoising_step
 from videosys.models.transformers import STDiT3
 
 __all__ = [
     "dsp_matches_one_rank",
-    "free_port",
-    "init_rank",
     "inputs",
     "pab_over_dsp",
     "sampling_outputs",
@@ -63,45 +60,31 @@ def sampling_outputs(model: torch.nn.Module, steps: int = 6, args: dict | None =
     return outputs
 
 
-def init_rank(rank: int, world: int, port: int) -> None:
-    """Join the ``world``-rank gloo group on ``port`` as ``rank``, on one thread."""
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-
-
-def dsp_matches_one_rank(rank: int, world: int, port: int) -> None:
-    """Every mode and resting axis on ``world`` ranks equals the same model run whole in this process."""
+def dsp_matches_one_rank() -> None:
+    """Every mode and resting axis on the ranks equals the same model run whole in this process."""
     import videosys.dsp as dsp
 
-    init_rank(rank, world, port)
-    try:
-        reference = tiny_stdit3()
-        default = dsp.parallelize(copy.deepcopy(reference))
-        assert dsp.sequence_parallel(default).resting_axis is AttentionAxis.TEMPORAL  # STDiT3's measured default
-        with torch.no_grad():
-            expected = reference(**inputs())
-            for resting in ("spatial", "temporal"):
-                for mode in dsp.MODES:
-                    model = dsp.parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode)
-                    where = f"{mode=}, {resting=}"
-                    out = model(**inputs())
-                    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5, msg=lambda m, w=where: f"{w}: {m}")
-    finally:
-        dist.destroy_process_group()
+    reference = tiny_stdit3()
+    default = dsp.parallelize(copy.deepcopy(reference))
+    assert dsp.sequence_parallel(default).resting_axis is AttentionAxis.TEMPORAL  # STDiT3's measured default
+    with torch.no_grad():
+        expected = reference(**inputs())
+        for resting in ("spatial", "temporal"):
+            for mode in dsp.MODES:
+                model = dsp.parallelize(copy.deepcopy(reference), resting_axis=resting, mode=mode)
+                where = f"{mode=}, {resting=}"
+                out = model(**inputs())
+                torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5, msg=lambda m, w=where: f"{w}: {m}")
 
 
-def pab_over_dsp(rank: int, world: int, port: int, config, resting_axis: str, out: str) -> None:
+def pab_over_dsp(config, resting_axis: str, out: str) -> None:
     """A PAB sampling loop on the sharded STDiT3; rank 0 saves the outputs and PAB's counters."""
     import videosys.dsp as dsp
     import videosys.pab as pab
 
-    init_rank(rank, world, port)
-    try:
-        model = tiny_stdit3()
-        pab.enable(model, config)
-        dsp.parallelize(model, resting_axis=resting_axis)
-        outputs = sampling_outputs(model)
-        if rank == 0:
-            torch.save({"outputs": outputs, "stats": pab.stats(model)}, out)
-    finally:
-        dist.destroy_process_group()
+    model = tiny_stdit3()
+    pab.enable(model, config)
+    dsp.parallelize(model, resting_axis=resting_axis)
+    outputs = sampling_outputs(model)
+    if dist.get_rank() == 0:
+        torch.save({"outputs": outputs, "stats": pab.stats(model)}, out)

@@ -7,10 +7,8 @@ import dataclasses
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from cogvideox_tiny import TINY_5B_DSP, save_reference
 from cogvideox_workers import forward_and_grads, sampling_outputs, sharded_checks
-from latte_workers import free_port
 
 from videosys.models import COGVIDEOX_PAB
 from videosys.models.loading import load_backbone
@@ -21,6 +19,7 @@ if not hasattr(diffusers, "CogVideoXTransformer3DModel"):
     pytest.skip(f"diffusers {diffusers.__version__} lacks CogVideoX (0.30+)", allow_module_level=True)
 pab = pytest.importorskip("videosys.pab")
 dsp = pytest.importorskip("videosys.dsp")
+spawn = pytest.importorskip("videosys.dsp.testing").spawn
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +47,7 @@ def test_dsp_and_pab_on_ranks_equal_one_process(folder, tmp_path, world):
     assert pab_stats["full"]["reused"] == 3 * len(pab_model.blocks)  # odd steps 1, 3, 5 lie in the window
 
     out = tmp_path / "rank0.pt"
-    mp.spawn(sharded_checks, args=(world, free_port(), str(folder), str(out), COGVIDEOX_PAB), nprocs=world, join=True)
+    spawn(sharded_checks, world, str(folder), str(out), COGVIDEOX_PAB)
     result = torch.load(out)
     for resting in ("spatial", "temporal"):
         torch.testing.assert_close(result[resting]["out"], single["out"], rtol=1e-5, atol=1e-5)

@@ -10,8 +10,7 @@ import dataclasses
 
 import pytest
 import torch
-import torch.multiprocessing as mp
-from latte_workers import dsp_forward, free_port, inputs, sampling_outputs
+from latte_workers import dsp_forward, inputs, sampling_outputs
 
 from videosys.models import LATTE_PAB
 from videosys.models.loading import load_backbone
@@ -47,10 +46,11 @@ def test_pab_with_unit_intervals_equals_baseline(latte_reference):
 def test_dsp_on_two_ranks_equals_one(latte_reference, tmp_path, resting_axis):
     """Sharding S (default) or T (Latte's original placement: the temporal position table gets offsets)."""
     _require("videosys.dsp", "parallelize")
+    spawn = _require("videosys.dsp.testing", "spawn").spawn
     _, folder = latte_reference
     latents, text = inputs()
     with torch.no_grad():
         expected = load_backbone(LatteTransformer, folder)(latents, torch.tensor([500, 500]), text)
     out = tmp_path / "rank0.pt"
-    mp.spawn(dsp_forward, args=(2, free_port(), str(folder), str(out), resting_axis), nprocs=2, join=True)
+    spawn(dsp_forward, 2, str(folder), str(out), resting_axis)
     torch.testing.assert_close(torch.load(out), expected, rtol=0, atol=1e-5)

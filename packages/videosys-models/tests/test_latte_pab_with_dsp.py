@@ -6,8 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-import torch.multiprocessing as mp
-from latte_workers import free_port, pab_over_dsp, sampling_outputs
+from latte_workers import pab_over_dsp, sampling_outputs
 
 from videosys.core import AttentionAxis, branch_sites
 from videosys.models import LATTE_PAB
@@ -16,6 +15,7 @@ from videosys.models.transformers import LatteTransformer
 
 pab = pytest.importorskip("videosys.pab")
 dsp = pytest.importorskip("videosys.dsp")
+spawn = pytest.importorskip("videosys.dsp.testing").spawn
 
 STEPS = 6
 # Latte-1's attention schedule; its MLP reuse names layers 0-4, which the 2-layer test model lacks.
@@ -32,7 +32,7 @@ def test_pab_over_dsp_equals_single_process_pab_and_skips_switches(latte_referen
     spatial_layers = sum(1 for s in branch_sites(single) if s.name == "attn" and s.block_axis is AttentionAxis.SPATIAL)
 
     out = tmp_path / "rank0.pt"
-    mp.spawn(pab_over_dsp, args=(2, free_port(), str(folder), str(out), CONFIG, STEPS, pab_first), nprocs=2, join=True)
+    spawn(pab_over_dsp, 2, str(folder), str(out), CONFIG, STEPS, pab_first)
     result = torch.load(out)
     for got, want in zip(result["outputs"], expected):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)

@@ -7,11 +7,9 @@ import dataclasses
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from latte_workers import (
     OPENSORA_PLAN_V11,
     dsp_forward,
-    free_port,
     opensora_plan_inputs,
     output_and_grads,
     pab_over_dsp,
@@ -24,6 +22,7 @@ from videosys.pab import MLPReuse
 
 pab = pytest.importorskip("videosys.pab")
 dsp = pytest.importorskip("videosys.dsp")
+spawn = pytest.importorskip("videosys.dsp.testing").spawn
 
 FOLDER = OPENSORA_PLAN_V11 / "transformer"
 
@@ -38,8 +37,7 @@ def test_dsp_on_two_ranks_equals_one(tmp_path, resting_axis):
     over the ranks equal the single-process ones."""
     expected, expected_grads = output_and_grads(load(), opensora_plan_inputs)
     out = tmp_path / "rank0.pt"
-    args = (2, free_port(), str(FOLDER), str(out), resting_axis, OpenSoraPlanLatte, opensora_plan_inputs, True)
-    mp.spawn(dsp_forward, args=args, nprocs=2, join=True)
+    spawn(dsp_forward, 2, str(FOLDER), str(out), resting_axis, OpenSoraPlanLatte, opensora_plan_inputs, True)
     output, grads = torch.load(out)
     torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-5)
     assert grads.keys() == expected_grads.keys()
@@ -75,8 +73,8 @@ def test_pab_over_dsp_equals_pab_alone(tmp_path):
     assert all(stats[kind]["reused"] > 0 for kind in ("spatial", "temporal", "cross", "mlp"))
 
     out = tmp_path / "rank0.pt"
-    args = (2, free_port(), str(FOLDER), str(out), config, 6, True, OpenSoraPlanLatte, opensora_plan_inputs, "temporal")
-    mp.spawn(pab_over_dsp, args=args, nprocs=2, join=True)
+    args = (str(FOLDER), str(out), config, 6, True, OpenSoraPlanLatte, opensora_plan_inputs, "temporal")
+    spawn(pab_over_dsp, 2, *args)
     result = torch.load(out)
     for got, want in zip(result["outputs"], expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

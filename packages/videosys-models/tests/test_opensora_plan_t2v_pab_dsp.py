@@ -7,14 +7,14 @@ import dataclasses
 
 import pytest
 import torch
-import torch.multiprocessing as mp
-from opensora_plan_t2v_workers import dsp_matches_one_rank, free_port, model, pab_over_dsp, sampling_outputs
+from opensora_plan_t2v_workers import dsp_matches_one_rank, model, pab_over_dsp, sampling_outputs
 
 from videosys.core import AttentionAxis, DenoisingStep
 from videosys.models import OPENSORA_PLAN_V12_PAB
 
 pab = pytest.importorskip("videosys.pab")
 dsp = pytest.importorskip("videosys.dsp")
+spawn = pytest.importorskip("videosys.dsp.testing").spawn
 
 
 def test_pab_defaults_match_the_published_ones():
@@ -32,7 +32,7 @@ def test_pab_defaults_match_the_published_ones():
 def test_dsp_on_two_ranks_equals_one_with_gradients():
     """Both resting axes (T = 3 and S = 35 are padded), every mode (full attention always runs Ulysses), with the
     fixture's video and text masks."""
-    mp.spawn(dsp_matches_one_rank, args=(2, free_port()), nprocs=2, join=True)
+    spawn(dsp_matches_one_rank, 2)
 
 
 def test_pab_with_unit_intervals_equals_the_baseline():
@@ -52,7 +52,7 @@ def test_pab_over_dsp_equals_pab_alone(tmp_path):
     assert stats["full"]["reused"] > 0 and stats["cross"]["reused"] > 0
 
     out = tmp_path / "rank0.pt"
-    mp.spawn(pab_over_dsp, args=(2, free_port(), OPENSORA_PLAN_V12_PAB, str(out)), nprocs=2, join=True)
+    spawn(pab_over_dsp, 2, OPENSORA_PLAN_V12_PAB, str(out))
     result = torch.load(out)
     for got, want in zip(result["outputs"], expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -6,20 +6,20 @@ import dataclasses
 
 import pytest
 import torch
-import torch.multiprocessing as mp
-from stdit3_workers import dsp_matches_one_rank, free_port, pab_over_dsp, sampling_outputs, tiny_stdit3
+from stdit3_workers import dsp_matches_one_rank, pab_over_dsp, sampling_outputs, tiny_stdit3
 
 from videosys.models import OPENSORA_PAB
 from videosys.pab import MLPReuse
 
 pab = pytest.importorskip("videosys.pab")
 dsp = pytest.importorskip("videosys.dsp")
+spawn = pytest.importorskip("videosys.dsp.testing").spawn
 
 
 @pytest.mark.parametrize("world", [2, 3])
 def test_dsp_equals_one_rank_in_every_mode_and_resting_axis(world):
     """T = 5 and S = 35 divide by neither 2 nor 3; x_mask puts some frames of each sample at t0."""
-    mp.spawn(dsp_matches_one_rank, args=(world, free_port()), nprocs=world, join=True)
+    spawn(dsp_matches_one_rank, world)
 
 
 def test_pab_with_unit_intervals_equals_the_baseline():
@@ -43,7 +43,7 @@ def test_pab_over_dsp_equals_pab_alone(resting_axis, tmp_path):
     assert stats["spatial"]["reused"] > 0 and stats["temporal"]["reused"] > 0 and stats["mlp"]["reused"] > 0
 
     out = tmp_path / "rank0.pt"
-    mp.spawn(pab_over_dsp, args=(2, free_port(), config, resting_axis, str(out)), nprocs=2, join=True)
+    spawn(pab_over_dsp, 2, config, resting_axis, str(out))
     result = torch.load(out)
     for got, want in zip(result["outputs"], expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

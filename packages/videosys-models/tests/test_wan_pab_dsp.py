@@ -7,18 +7,18 @@ import dataclasses
 
 import pytest
 import torch
-import torch.multiprocessing as mp
-from wan_workers import STEPS, dsp_matches_one_rank, free_port, pab_and_dsp, sampling_outputs, tiny_wan
+from wan_workers import STEPS, dsp_matches_one_rank, pab_and_dsp, sampling_outputs, tiny_wan
 
 from videosys.models import WAN_PAB
 
 pab = pytest.importorskip("videosys.pab")
 dsp = pytest.importorskip("videosys.dsp")
+spawn = pytest.importorskip("videosys.dsp.testing").spawn
 
 
 @pytest.mark.parametrize("world", [2, 3])
 def test_dsp_equals_one_rank_forward_and_gradients(world):
-    mp.spawn(dsp_matches_one_rank, args=(world, free_port()), nprocs=world, join=True)
+    spawn(dsp_matches_one_rank, world)
 
 
 def test_pab_with_unit_intervals_equals_the_baseline():
@@ -49,7 +49,7 @@ def test_pab_over_dsp_equals_pab_alone_in_either_order(tmp_path, pab_first):
     pab.enable(single, WAN_PAB)
     expected = sampling_outputs(single)
     out = tmp_path / "rank0.pt"
-    mp.spawn(pab_and_dsp, args=(2, free_port(), pab_first, str(out)), nprocs=2, join=True)
+    spawn(pab_and_dsp, 2, pab_first, str(out))
     result = torch.load(out)
     for got, want in zip(result["outputs"], expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

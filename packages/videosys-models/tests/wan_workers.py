@@ -6,13 +6,12 @@ import copy
 
 import torch
 import torch.distributed as dist
-from latte_workers import free_port
 
 from videosys.core import denoising_step
 from videosys.models import WAN_PAB
 from videosys.models.transformers import WanTransformer
 
-__all__ = ["dsp_matches_one_rank", "free_port", "inputs", "pab_and_dsp", "sampling_outputs", "tiny_wan"]
+__all__ = ["dsp_matches_one_rank", "inputs", "pab_and_dsp", "sampling_outputs", "tiny_wan"]
 
 STEPS = 8
 
@@ -49,60 +48,46 @@ def sampling_outputs(model: WanTransformer, steps: int = STEPS) -> list[torch.Te
     return outputs
 
 
-def _init(rank: int, world: int, port: int) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-
-
 def _loss(out: torch.Tensor) -> torch.Tensor:
     weights = torch.linspace(-1.0, 1.0, out.numel()).reshape(out.shape)
     return (out * weights).sum()
 
 
-def dsp_matches_one_rank(rank: int, world: int, port: int) -> None:
-    """Forward and gradients on ``world`` ranks equal the same model run whole in this process: full attention as
+def dsp_matches_one_rank() -> None:
+    """Forward and gradients on the ranks equal the same model run whole in this process: full attention as
     Ulysses (USP with 6 heads) sharded along S, and as a ring sharded along T."""
     import videosys.dsp as dsp
 
-    _init(rank, world, port)
-    try:
-        reference = tiny_wan().train()
-        latents, t, text = inputs()
-        expected = reference(latents, t, text)
-        _loss(expected).backward()
-        for resting, full in (("spatial", "usp"), ("temporal", "ring")):
-            where = f"{world} ranks, {resting=}, {full=}"
-            model = dsp.parallelize(copy.deepcopy(reference), resting_axis=resting, full_attention=full)
-            model.zero_grad()
-            out = model(latents, t, text)
-            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5, msg=lambda m, w=where: f"{w}: {m}")
-            _loss(out).backward()
-            dsp.average_gradients(model)
-            for (name, param), ref in zip(model.named_parameters(), reference.parameters()):
-                atol = 5e-5 * max(1.0, ref.grad.abs().max().item())  # fp32 sums over shards in another order
-                torch.testing.assert_close(
-                    param.grad, ref.grad, rtol=1e-4, atol=atol, msg=lambda m, w=where, n=name: f"{w}, {n}: {m}"
-                )
-    finally:
-        dist.destroy_process_group()
+    world = dist.get_world_size()
+    reference = tiny_wan().train()
+    latents, t, text = inputs()
+    expected = reference(latents, t, text)
+    _loss(expected).backward()
+    for resting, full in (("spatial", "usp"), ("temporal", "ring")):
+        where = f"{world} ranks, {resting=}, {full=}"
+        model = dsp.parallelize(copy.deepcopy(reference), resting_axis=resting, full_attention=full)
+        model.zero_grad()
+        out = model(latents, t, text)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5, msg=lambda m, w=where: f"{w}: {m}")
+        _loss(out).backward()
+        dsp.average_gradients(model)
+        for (name, param), ref in zip(model.named_parameters(), reference.parameters()):
+            atol = 5e-5 * max(1.0, ref.grad.abs().max().item())  # fp32 sums over shards in another order
+            torch.testing.assert_close(
+                param.grad, ref.grad, rtol=1e-4, atol=atol, msg=lambda m, w=where, n=name: f"{w}, {n}: {m}"
+            )
 
 
-def pab_and_dsp(rank: int, world: int, port: int, pab_first: bool, out: str) -> None:
+def pab_and_dsp(pab_first: bool, out: str) -> None:
     """Wan's PAB defaults on the sharded model, PAB enabled before or after DSP; rank 0 saves outputs and counters."""
     import videosys.dsp as dsp
     import videosys.pab as pab
 
-    _init(rank, world, port)
-    try:
-        model = tiny_wan()
-        enable = [lambda: pab.enable(model, WAN_PAB), lambda: dsp.parallelize(model)]
-        for i in (0, 1) if pab_first else (1, 0):
-            enable[i]()
-        dsp.reset_comm_stats()
-        outputs = sampling_outputs(model)
-        if rank == 0:
-            torch.save(
-                {"outputs": outputs, "stats": pab.stats(model), "ulysses": dsp.comm_stats()["ulysses"].calls}, out
-            )
-    finally:
-        dist.destroy_process_group()
+    model = tiny_wan()
+    enable = [lambda: pab.enable(model, WAN_PAB), lambda: dsp.parallelize(model)]
+    for i in (0, 1) if pab_first else (1, 0):
+        enable[i]()
+    dsp.reset_comm_stats()
+    outputs = sampling_outputs(model)
+    if dist.get_rank() == 0:
+        torch.save({"outputs": outputs, "stats": pab.stats(model), "ulysses": dsp.comm_stats()["ulysses"].calls}, out)

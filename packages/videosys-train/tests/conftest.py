@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,13 @@ def tiny_config(root: Path, *overrides: str) -> TrainConfig:
 def tiny():
     """``tiny(root, *overrides)``: :func:`tiny_config` for tests that pick their own folders."""
     return tiny_config
+
+
+@pytest.fixture(scope="session")
+def torchrun() -> list[str]:
+    """The command that starts 2 local ranks. ``--standalone``: torchrun binds its rendezvous store on a port the
+    kernel picks and keeps it open for the ranks to join; a port picked here in advance could be taken first."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 
@@ -53,15 +52,8 @@ def test_resume_latest_without_a_checkpoint(capsys, tmp_path):
     assert expected in _one_error_line(capsys)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_resume_latest_without_a_checkpoint_under_torchrun_stops_every_rank_and_says_it_once(tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={_free_port()}"]
-    command += ["-m", "videosys.train.cli", "--tiny", "-o", f"output_dir={tmp_path}", "--resume", "latest"]
+def test_resume_latest_without_a_checkpoint_under_torchrun_stops_every_rank_and_says_it_once(torchrun, tmp_path):
+    command = [*torchrun, "-m", "videosys.train.cli", "--tiny", "-o", f"output_dir={tmp_path}", "--resume", "latest"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ})
     output = done.stdout + done.stderr
     assert done.returncode != 0

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,12 +22,6 @@ def _has_dsp() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_single_process_mesh_is_one_rank():
@@ -52,8 +44,7 @@ needs_dsp = pytest.mark.skipif(
 )
 
 
-def _torchrun(*args: str) -> None:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={_free_port()}"]
+def _torchrun(command: list[str], *args: str) -> None:
     done = subprocess.run(
         [*command, *args], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"}
     )
@@ -61,7 +52,7 @@ def _torchrun(*args: str) -> None:
 
 
 @needs_dsp
-def test_two_sp_ranks_on_one_sample_give_the_single_rank_gradients(tiny, tmp_path):
+def test_two_sp_ranks_on_one_sample_give_the_single_rank_gradients(tiny, torchrun, tmp_path):
     from videosys.train.trainer import Trainer
 
     config = tiny(tmp_path, "train.batch_size=1", "ema.enabled=false")
@@ -75,11 +66,7 @@ def test_two_sp_ranks_on_one_sample_give_the_single_rank_gradients(tiny, tmp_pat
     config_file.write_text(yaml.safe_dump(config.to_dict()))
     worker = Path(__file__).with_name("sp_worker.py")
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node=2",
-        f"--master-port={_free_port()}",
+        *torchrun,
         str(worker),
         str(config_file),
         str(tmp_path / "rank"),
@@ -98,7 +85,7 @@ def test_two_sp_ranks_on_one_sample_give_the_single_rank_gradients(tiny, tmp_pat
 
 
 @needs_dsp
-def test_sequence_parallel_training_and_resume_follow_the_single_rank_trajectory(tiny, tmp_path):
+def test_sequence_parallel_training_and_resume_follow_the_single_rank_trajectory(tiny, torchrun, tmp_path):
     """The CLI under torchrun with sp_size=2: 4 steps (saved at 2 and 4), then 2 more resumed from step 4."""
     from videosys.train.trainer import Trainer
 
@@ -106,8 +93,8 @@ def test_sequence_parallel_training_and_resume_follow_the_single_rank_trajectory
     config = tiny(tmp_path / "sp", "parallel.sp_size=2")
     config_file = tmp_path / "sp.yaml"
     config_file.write_text(yaml.safe_dump(config.to_dict()))
-    _torchrun("-m", "videosys.train.cli", str(config_file))
-    _torchrun("-m", "videosys.train.cli", str(config_file), "-o", "train.steps=6", "--resume", "latest")
+    _torchrun(torchrun, "-m", "videosys.train.cli", str(config_file))
+    _torchrun(torchrun, "-m", "videosys.train.cli", str(config_file), "-o", "train.steps=6", "--resume", "latest")
     records = [json.loads(line) for line in (Path(config.output_dir) / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
     torch.testing.assert_close([r["loss"] for r in records], one.losses, rtol=1e-5, atol=0)

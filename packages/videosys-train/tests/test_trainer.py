@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -127,17 +126,11 @@ def test_rectified_flow_trains(tiny, tmp_path):
     assert len(result.losses) == 4 and all(loss > 0 for loss in result.losses)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _metrics(output_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_data_parallel_ranks_equal_one_rank_with_the_doubled_batch(tiny, tmp_path):
+def test_two_data_parallel_ranks_equal_one_rank_with_the_doubled_batch(tiny, torchrun, tmp_path):
     """``torchrun`` + the CLI on 2 gloo ranks, batch 2 each, vs one in-process rank with batch 4."""
     one, one_weights, _ = _run(tiny(tmp_path / "one", "train.batch_size=4"))
     two = tiny(tmp_path / "two", "train.batch_size=2")
@@ -145,11 +138,7 @@ def test_two_data_parallel_ranks_equal_one_rank_with_the_doubled_batch(tiny, tmp
     config_file.write_text(yaml.safe_dump(two.to_dict()))
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node=2",
-        f"--master-port={_free_port()}",
+        *torchrun,
         "-m",
         "videosys.train.cli",
         str(config_file),

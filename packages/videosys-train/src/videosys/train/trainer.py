@@ -7,7 +7,6 @@ import datetime
 import json
 import math
 import os
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,12 +55,6 @@ class TrainResult:
     """The last checkpoint written."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def init_distributed() -> bool:
     """Join the process group torchrun describes, or start a one-rank group; True if this call created it."""
     if dist.is_initialized():
@@ -71,8 +64,8 @@ def init_distributed() -> bool:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
-    else:
-        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    else:  # an in-process store: a one-rank group needs no rendezvous, and a TCP port could be taken or collide
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     return True
 
 
