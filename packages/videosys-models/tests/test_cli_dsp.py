@@ -19,8 +19,9 @@ OPENSORA_ARGS = ["--model", "opensora-1.2", "--prompt", "a cat runs", "--frames"
 
 
 def videosys(*argv: str, ranks: int = 1) -> subprocess.CompletedProcess:
-    """Run the CLI in fresh processes, under torchrun when ``ranks > 1``."""
-    launch = ["-m", "torch.distributed.run", "--nproc_per_node", str(ranks)] if ranks > 1 else []
+    """Run the CLI in fresh processes, under torchrun when ``ranks > 1`` (``--standalone``: torchrun binds its
+    store on a port the kernel picks, instead of the fixed default 29500 that concurrent runs would share)."""
+    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)] if ranks > 1 else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, *launch, "-m", "videosys.models", "generate", *map(str, argv)]

@@ -1,17 +1,15 @@
 """Start CPU gloo ranks for tests: DSP's own, the models', and a user's model checked under DSP.
 
-:func:`spawn` runs a function on ``world_size`` fresh processes joined in one gloo group. It avoids the two
-ways the usual recipe (a TCP port picked in the parent, ``tcp://`` rendezvous) fails on a busy machine:
+:func:`spawn` runs a function on ``world_size`` fresh processes joined in one gloo group. The usual recipe,
+a TCP port picked in the parent and a ``tcp://`` rendezvous, breaks on a busy machine: the port is free when
+picked, but another process can bind it before rank 0 does; rank 0 then fails (``EADDRINUSE``) while the
+other ranks may join whatever store now listens there, and hang. Rank 0 also hosts that ``TCPStore``'s
+server thread, so a store problem kills the whole spawn (CI saw rank 0 abort with ``terminate called
+without an active exception``).
 
-- the port is free when picked but another process can bind it before rank 0 does: the ranks then fail to
-  start or, worse, join another test's store;
-- rank 0 hosts that ``TCPStore``; when it leaves while another rank still talks to the store (still in
-  ``destroy_process_group``, or still running), that rank's store client fails in a background thread and
-  the process aborts (``terminate called without an active exception``), hiding the real result.
-
-Here each call rendezvouses through a fresh file in its own temporary folder (no port, no server thread),
-every rank waits at a barrier before it tears its group down (no rank leaves while another still
-communicates), and the group has a timeout, so a rank stuck in a collective fails instead of hanging.
+Here each call rendezvouses through a fresh file in its own temporary folder (no port, no store server in
+any rank), every rank waits at a barrier before it tears its group down (no rank leaves while another
+still communicates), and the group has a timeout, so a rank stuck in a collective fails instead of hanging.
 """
 
 from __future__ import annotations
