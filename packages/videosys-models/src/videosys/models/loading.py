@@ -28,6 +28,7 @@ __all__ = [
     "CheckpointError",
     "check_keys",
     "folder_layout",
+    "hub_free_options",
     "load_backbone",
     "load_state_dict",
     "read_config",
@@ -59,6 +60,12 @@ class CheckpointError(ValueError):
 
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
+
+
+def hub_free_options(allow_bin: bool) -> dict[str, Any]:
+    """Keyword arguments for a diffusers or transformers ``from_pretrained``: read the local folder only, never a
+    model hub, and require safetensors unless ``allow_bin`` (the policy of every loader here, in one place)."""
+    return {"use_safetensors": None if allow_bin else True, "local_files_only": True}
 
 
 def rename_keys(state_dict: dict[str, torch.Tensor], rules: Iterable[Rule]) -> dict[str, torch.Tensor]:

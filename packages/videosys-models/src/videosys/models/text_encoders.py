@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from .loading import hub_free_options
+
 __all__ = [
     "ENCODER_CLASSES",
     "PromptFeatures",
@@ -57,9 +59,7 @@ def load_text_encoder(
         raise ValueError(f"{path} has model_type {model_type!r}; expected one of {', '.join(ENCODER_CLASSES)}")
     cls = getattr(transformers, ENCODER_CLASSES[model_type])
     dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"  # renamed in 5.0
-    encoder = cls.from_pretrained(
-        folder, use_safetensors=None if allow_bin else True, local_files_only=True, **{dtype_key: dtype}
-    )
+    encoder = cls.from_pretrained(folder, **hub_free_options(allow_bin), **{dtype_key: dtype})
     return encoder.to(device).eval()
 
 

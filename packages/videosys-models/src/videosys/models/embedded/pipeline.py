@@ -21,7 +21,7 @@ import torch
 from videosys.core.io import to_uint8_frames
 
 from ..loading import CheckpointError, check_keys
-from ..pipelines.base import Component, Pipeline
+from ..pipelines.base import Component, Pipeline, prompts_of
 from ..pipelines.sampling import make_generator, random_latents
 from ..transformers import LatteTransformer
 from .text import WordEncoder
@@ -149,7 +149,7 @@ class EmbeddedPipeline(Pipeline):
         if given, must be the trained size (the positional tables are fixed). ``guidance_scale`` defaults
         to the one the weights file names; above 1 it needs weights trained with caption dropout.
         """
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        prompts = prompts_of(prompt)
         sizes = self.config["transformer"]
         frames = sizes["video_length"] if num_frames is None else num_frames
         if not 1 <= frames <= sizes["video_length"]:

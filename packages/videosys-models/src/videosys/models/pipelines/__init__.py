@@ -1,6 +1,6 @@
 """Text-to-video and class-to-image pipelines on one base: components from one folder, one denoising loop."""
 
-from .base import Component, FrameCondition, IncompleteWeightsError, Pipeline
+from .base import Component, FrameCondition, IncompleteWeightsError, Pipeline, TextToVideoPipeline, prompts_of
 from .cogvideox import CogVideoXPipeline
 from .dit import DiTPipeline
 from .latte import LattePipeline
@@ -20,5 +20,7 @@ __all__ = [
     "OpenSoraPlanV11Pipeline",
     "OpenSoraPlanV12Pipeline",
     "Pipeline",
+    "TextToVideoPipeline",
     "WanPipeline",
+    "prompts_of",
 ]

@@ -6,6 +6,10 @@ how to build itself from them (:meth:`Pipeline.load`), and how to call its backb
 :func:`videosys.core.denoising_step` context; :meth:`Pipeline.step` is the sampler hook (a scheduler's
 update rule) and :class:`FrameCondition` keeps given frames fixed (image- or video-to-video through a
 per-frame mask).
+
+:class:`TextToVideoPipeline` adds what every prompt-to-video pipeline with a text encoder and a VAE repeats:
+its five components, the checks on ``prompt`` and ``output_type``, the text encoder and tokenizer folders,
+the backbone called with fixed text features, and the ``output_type`` tail after sampling.
 """
 
 from __future__ import annotations
@@ -16,19 +20,33 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from videosys.core import denoising_step
+from videosys.core.io import to_uint8_frames
 
+from ..text_encoders import load_text_encoder
 from .sampling import guide, scheduler_step_kwargs, uses_learned_variance
 
-__all__ = ["Component", "FrameCondition", "IncompleteWeightsError", "ModelFn", "Pipeline"]
+__all__ = [
+    "Component",
+    "FrameCondition",
+    "IncompleteWeightsError",
+    "ModelFn",
+    "OutputType",
+    "Pipeline",
+    "TextToVideoPipeline",
+    "prompts_of",
+]
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+OutputType = Literal["frames", "latent", "video"]
+"""What a text-to-video call returns: uint8 frame arrays, the final latents, or the decoded float videos."""
 PipelineT = TypeVar("PipelineT", bound="Pipeline")
 
 
@@ -234,3 +252,84 @@ class Pipeline(ABC):
                     output = output[:, :channels]
                 latents = self.step(output.to(latents.dtype), t, latents, **step_kwargs)
         return latents if given_frames is None else given_frames.apply(latents, given_frames.latents)
+
+
+def prompts_of(prompt: str | list[str]) -> list[str]:
+    """``prompt`` as a non-empty list of strings (one video each), or ValueError naming what was given.
+
+    A function, not a method: the embedded pipeline takes prompts too but is no :class:`TextToVideoPipeline`.
+    """
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+    return prompts
+
+
+class TextToVideoPipeline(Pipeline):
+    """A prompt-to-video pipeline with a text encoder and a VAE: the parts every such pipeline shares.
+
+    A subclass still loads its folder, encodes text its model's way, samples, and says how its VAE decodes
+    (:meth:`decode`); its ``__call__`` checks the arguments with :func:`prompts_of` and :meth:`check_output_type`
+    and ends with :meth:`finish`, so every text-to-video pipeline rejects bad input with the same messages and
+    returns the same three kinds of output.
+    """
+
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+
+    def __init__(self, transformer: nn.Module, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any) -> None:
+        """The components of the folder; ``scheduler`` is None for a pipeline whose sampler is built per call."""
+        self.transformer = transformer
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler
+
+    @staticmethod
+    def load_text(root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool) -> dict[str, Any]:
+        """``{"text_encoder": ..., "tokenizer": ...}`` read from the folder's ``text_encoder/`` and ``tokenizer/``
+        (keyword arguments of ``__init__``): every text-to-video folder holds them there."""
+        from transformers import AutoTokenizer
+
+        return {
+            "text_encoder": load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
+            "tokenizer": AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
+        }
+
+    @staticmethod
+    def check_output_type(output_type: str) -> None:
+        """ValueError unless ``output_type`` is an :data:`OutputType`; checked before any work is done."""
+        if output_type not in get_args(OutputType):
+            raise ValueError(f"output_type must be 'frames', 'latent' or 'video', got {output_type!r}")
+
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def text_model_fn(self, context: torch.Tensor, **kwargs: Any) -> ModelFn:
+        """``model_fn(x, t)`` for :meth:`Pipeline.denoise`: the backbone on ``x`` and the fixed text features
+        ``context``, both in the backbone's dtype; ``kwargs`` (a text mask, a switch) reach it unchanged."""
+        model_dtype = self.dtype
+        context = context.to(model_dtype)
+
+        def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.transformer(x.to(model_dtype), t, context, **kwargs)
+
+        return model_fn
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Final latents to float videos ``(B, 3, T, H, W)`` in about [-1, 1]; ``options`` are what the VAE needs
+        beyond the latents (Latte's chunk size, Open-Sora's frame count)."""
+
+    def finish(self, latents: torch.Tensor, output_type: OutputType, **options: Any) -> list[np.ndarray] | torch.Tensor:
+        """The call's result from the final latents: themselves (``"latent"``), the decoded videos (``"video"``),
+        or one uint8 ``(T, H, W, 3)`` array per video (``"frames"``, for :func:`videosys.core.io.save_video`).
+        ``options`` go to :meth:`decode`."""
+        if output_type == "latent":
+            return latents
+        video = self.decode(latents, **options)
+        if output_type == "video":
+            return video
+        return [to_uint8_frames(v) for v in video]

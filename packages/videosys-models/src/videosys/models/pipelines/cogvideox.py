@@ -12,18 +12,17 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from videosys.core import current_step
-from videosys.core.io import to_uint8_frames
 
-from ..loading import load_backbone
-from ..text_encoders import encode_texts, load_text_encoder
+from ..loading import hub_free_options, load_backbone
+from ..text_encoders import encode_texts
 from ..transformers import CogVideoXTransformer
-from .base import Component, Pipeline
+from .base import Component, OutputType, TextToVideoPipeline, prompts_of
 from .sampling import load_scheduler, make_generator, random_latents
 
 __all__ = ["CogVideoXPipeline", "dynamic_guidance"]
@@ -55,7 +54,7 @@ def dynamic_guidance(scale: float, num_steps: int) -> Any:
     return at
 
 
-class CogVideoXPipeline(Pipeline):
+class CogVideoXPipeline(TextToVideoPipeline):
     """Text to video with CogVideoX 2b or 5b. Defaults: 49 frames, 480x720, 50 steps, guidance 6, 8 fps."""
 
     fps = 8
@@ -72,28 +71,21 @@ class CogVideoXPipeline(Pipeline):
     def __init__(
         self, transformer: CogVideoXTransformer, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any
     ) -> None:
-        self.transformer = transformer
-        self.vae = vae
-        self.text_encoder = text_encoder
-        self.tokenizer = tokenizer
-        self.scheduler = scheduler
+        super().__init__(transformer, vae, text_encoder, tokenizer, scheduler)
         self._previous: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
 
     @classmethod
     def load(cls, root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool) -> CogVideoXPipeline:
         diffusers = _diffusers_with_cogvideox()
-        from transformers import AutoTokenizer
 
-        local = {"use_safetensors": None if allow_bin else True, "local_files_only": True}
-        vae = diffusers.AutoencoderKLCogVideoX.from_pretrained(root / "vae", **local)
+        vae = diffusers.AutoencoderKLCogVideoX.from_pretrained(root / "vae", **hub_free_options(allow_bin))
         return cls(
             transformer=load_backbone(
                 CogVideoXTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin
             ),
             vae=vae.to(device=device, dtype=dtype).eval(),
-            text_encoder=load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
-            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
             scheduler=load_scheduler(root / "scheduler"),
+            **cls.load_text(root, device=device, dtype=dtype, allow_bin=allow_bin),
         )
 
     @property
@@ -144,7 +136,7 @@ class CogVideoXPipeline(Pipeline):
         seed: int | None = None,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
-        output_type: Literal["frames", "latent", "video"] = "frames",
+        output_type: OutputType = "frames",
         progress: bool = True,
     ) -> list[np.ndarray] | torch.Tensor:
         """Generate one video per prompt.
@@ -153,11 +145,8 @@ class CogVideoXPipeline(Pipeline):
         ``output_type="frames"`` returns a list of uint8 ``(F, H, W, 3)`` arrays; ``"latent"`` the final
         latents ``(B, C, T, h, w)``; ``"video"`` the decoded float videos ``(B, 3, F, H, W)``.
         """
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-        if output_type not in ("frames", "latent", "video"):
-            raise ValueError(f"output_type must be 'frames', 'latent' or 'video', got {output_type!r}")
+        prompts = prompts_of(prompt)
+        self.check_output_type(output_type)
         factor = self.vae_scale_factor * self.transformer.patch_size
         if height % factor or width % factor:
             raise ValueError(f"height and width must be multiples of {factor}, got {height}x{width}")
@@ -194,10 +183,4 @@ class CogVideoXPipeline(Pipeline):
             eta=eta,
             progress=progress,
         )
-        latents = latents.transpose(1, 2)
-        if output_type == "latent":
-            return latents
-        video = self.decode(latents)
-        if output_type == "video":
-            return video
-        return [to_uint8_frames(v) for v in video]
+        return self.finish(latents.transpose(1, 2), output_type)

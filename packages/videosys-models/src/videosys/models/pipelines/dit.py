@@ -17,7 +17,7 @@ import torch
 
 from videosys.core.io import to_uint8_frames
 
-from ..loading import load_backbone
+from ..loading import hub_free_options, load_backbone
 from ..transformers import DiTTransformer
 from .base import Component, Pipeline
 from .sampling import load_scheduler, make_generator, random_latents
@@ -60,9 +60,7 @@ class DiTPipeline(Pipeline):
 
         index = root / "model_index.json"
         id2label = json.loads(index.read_text()).get("id2label") if index.is_file() else None
-        vae = diffusers.AutoencoderKL.from_pretrained(
-            root / "vae", use_safetensors=None if allow_bin else True, local_files_only=True
-        )
+        vae = diffusers.AutoencoderKL.from_pretrained(root / "vae", **hub_free_options(allow_bin))
         return cls(
             transformer=load_backbone(
                 DiTTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin

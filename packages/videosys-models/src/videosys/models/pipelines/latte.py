@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 
-from videosys.core.io import to_uint8_frames
-
-from ..loading import load_backbone
-from ..text_encoders import encode_prompts, load_text_encoder, mask_features
+from ..loading import hub_free_options, load_backbone
+from ..text_encoders import encode_prompts, mask_features
 from ..transformers import LatteTransformer
-from .base import Component, FrameCondition, Pipeline
+from .base import Component, FrameCondition, OutputType, TextToVideoPipeline, prompts_of
 from .sampling import load_scheduler, make_generator, random_latents
 
 __all__ = ["LattePipeline"]
@@ -29,7 +27,7 @@ __all__ = ["LattePipeline"]
 MAX_TEXT_TOKENS = 120
 
 
-class LattePipeline(Pipeline):
+class LattePipeline(TextToVideoPipeline):
     """Text to video with Latte-1. Defaults: 16 frames, 512x512, 50 DDIM steps, guidance 7.5, 8 fps."""
 
     fps = 8
@@ -42,15 +40,6 @@ class LattePipeline(Pipeline):
         Component("tokenizer", "tokenizer_config.json", "T5 tokenizer"),
         Component("scheduler", "scheduler_config.json", "DDIM"),
     )
-
-    def __init__(
-        self, transformer: LatteTransformer, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any
-    ) -> None:
-        self.transformer = transformer
-        self.vae = vae
-        self.text_encoder = text_encoder
-        self.tokenizer = tokenizer
-        self.scheduler = scheduler
 
     @classmethod
     def load(
@@ -65,7 +54,6 @@ class LattePipeline(Pipeline):
         """Read a checked Latte-1 folder. ``vae="auto"`` takes the temporal decoder when the folder has one
         (Latte-1's default), else ``vae/``."""
         import diffusers
-        from transformers import AutoTokenizer
 
         if vae == "auto":
             vae = "temporal" if (root / "vae_temporal_decoder").is_dir() else "2d"
@@ -78,16 +66,14 @@ class LattePipeline(Pipeline):
             if vae == "temporal"
             else (diffusers.AutoencoderKL, "vae")
         )
-        local = {"use_safetensors": None if allow_bin else True, "local_files_only": True}
-        autoencoder = vae_class.from_pretrained(root / vae_folder, **local)
+        autoencoder = vae_class.from_pretrained(root / vae_folder, **hub_free_options(allow_bin))
         return cls(
             transformer=load_backbone(
                 LatteTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin
             ),
             vae=autoencoder.to(device=device, dtype=dtype).eval(),
-            text_encoder=load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
-            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
             scheduler=load_scheduler(root / "scheduler"),
+            **cls.load_text(root, device=device, dtype=dtype, allow_bin=allow_bin),
         )
 
     @property
@@ -138,7 +124,7 @@ class LattePipeline(Pipeline):
         enable_temporal_attentions: bool = True,
         decode_chunk_size: int = 14,
         given_frames: FrameCondition | None = None,
-        output_type: Literal["frames", "latent", "video"] = "frames",
+        output_type: OutputType = "frames",
         progress: bool = True,
     ) -> list[np.ndarray] | torch.Tensor:
         """Generate one video per prompt.
@@ -147,11 +133,8 @@ class LattePipeline(Pipeline):
         :func:`videosys.core.io.save_video`); ``"latent"`` the final latents; ``"video"`` the decoded
         float videos ``(B, 3, T, H, W)``. ``given_frames`` holds latent frames fixed (video continuation).
         """
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-        if output_type not in ("frames", "latent", "video"):
-            raise ValueError(f"output_type must be 'frames', 'latent' or 'video', got {output_type!r}")
+        prompts = prompts_of(prompt)
+        self.check_output_type(output_type)
         factor = self.vae_scale_factor * self.transformer.patch_size
         if height % factor or width % factor:
             raise ValueError(f"height and width must be multiples of {factor}, got {height}x{width}")
@@ -168,15 +151,8 @@ class LattePipeline(Pipeline):
             width // self.vae_scale_factor,
         )
         latents = random_latents(shape, generator, self.device, context.dtype)
-        model_dtype = self.dtype
-
-        def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.transformer(
-                x.to(model_dtype), t, context.to(model_dtype), enable_temporal_attentions=enable_temporal_attentions
-            )
-
         latents = self.denoise(
-            model_fn,
+            self.text_model_fn(context, enable_temporal_attentions=enable_temporal_attentions),
             latents,
             num_inference_steps,
             guidance_scale=guidance_scale,
@@ -185,9 +161,4 @@ class LattePipeline(Pipeline):
             given_frames=given_frames,
             progress=progress,
         )
-        if output_type == "latent":
-            return latents
-        video = self.decode(latents, decode_chunk_size)
-        if output_type == "video":
-            return video
-        return [to_uint8_frames(v) for v in video]
+        return self.finish(latents, output_type, decode_chunk_size=decode_chunk_size)

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from videosys.core.io import to_uint8_frames
-
 from .. import opensora_presets as presets
 from ..loading import load_backbone
 from ..schedulers import RectifiedFlow
-from ..text_encoders import encode_texts, load_text_encoder
+from ..text_encoders import encode_texts
 from ..transformers import STDiT3
 from ..vae import OpenSoraVAE
-from .base import Component, Pipeline
+from .base import Component, OutputType, TextToVideoPipeline, prompts_of
 from .sampling import make_generator, random_latents
 
 __all__ = ["OpenSoraPipeline", "frames_to_video"]
@@ -56,7 +54,7 @@ def frames_to_video(frames: np.ndarray | torch.Tensor, height: int, width: int) 
     return x.permute(1, 0, 2, 3)[None]
 
 
-class OpenSoraPipeline(Pipeline):
+class OpenSoraPipeline(TextToVideoPipeline):
     """Open-Sora 1.2. Defaults: 480p at 9:16 (480x854, height:width), 2 s (51 frames at 24 fps), 30 steps, cfg 7.0.
 
     The weights folder gathers the three published parts: ``transformer/`` = ``hpcai-tech/OpenSora-STDiT-v3``,
@@ -75,21 +73,16 @@ class OpenSoraPipeline(Pipeline):
     )
 
     def __init__(self, transformer: STDiT3, vae: OpenSoraVAE, text_encoder: object, tokenizer: object) -> None:
-        self.transformer = transformer
-        self.vae = vae
-        self.text_encoder = text_encoder
-        self.tokenizer = tokenizer
+        """No scheduler: each call builds its :class:`RectifiedFlow` from the call's steps, guidance and size."""
+        super().__init__(transformer, vae, text_encoder, tokenizer, scheduler=None)
 
     @classmethod
     def load(cls, root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool) -> OpenSoraPipeline:
         """Read a checked folder; the VAE and T5 run in ``dtype`` too (the original runs all three in bf16)."""
-        from transformers import AutoTokenizer
-
         return cls(
             transformer=load_backbone(STDiT3, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin),
             vae=OpenSoraVAE.from_pretrained(root / "vae", dtype=dtype, device=device),
-            text_encoder=load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
-            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
+            **cls.load_text(root, device=device, dtype=dtype, allow_bin=allow_bin),
         )
 
     @classmethod
@@ -140,10 +133,6 @@ class OpenSoraPipeline(Pipeline):
     def vae_scale_factor(self) -> int:
         return self.vae.spatial_vae.downsample
 
-    @property
-    def vae_dtype(self) -> torch.dtype:
-        return next(self.vae.parameters()).dtype
-
     def encode_prompt(self, prompts: list[str], aesthetic_score: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         """T5 features of the prompts followed by the null caption, ``(2B, L, D)``, and the token mask ``(2B, L)``.
 
@@ -159,6 +148,10 @@ class OpenSoraPipeline(Pipeline):
             )
         null = null.to(features.dtype).expand(len(prompts), -1, -1)
         return torch.cat([features, null]), mask.repeat(2, 1)
+
+    def decode(self, latents: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Float videos ``(B, 3, num_frames, H, W)`` from latents: the VAE needs the length (its micro-clips)."""
+        return self.vae.decode(latents.to(self.vae_dtype), num_frames).float()
 
     def _reference_latents(
         self,
@@ -195,7 +188,7 @@ class OpenSoraPipeline(Pipeline):
         keep_frames: int | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
-        output_type: Literal["frames", "latent", "video"] = "frames",
+        output_type: OutputType = "frames",
         progress: bool = True,
     ) -> list[np.ndarray] | torch.Tensor:
         """Generate one video per prompt.
@@ -208,11 +201,8 @@ class OpenSoraPipeline(Pipeline):
         to cover the video and centre-cropped. ``output_type``: ``"frames"`` (uint8 ``(T, H, W, 3)`` arrays),
         ``"latent"`` or ``"video"`` (floats ``(B, 3, T, H, W)`` in about [-1, 1]).
         """
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-        if output_type not in ("frames", "latent", "video"):
-            raise ValueError(f"output_type must be 'frames', 'latent' or 'video', got {output_type!r}")
+        prompts = prompts_of(prompt)
+        self.check_output_type(output_type)
         height, width, frames, sampler = self._plan(
             resolution=resolution,
             aspect_ratio=aspect_ratio,
@@ -259,9 +249,4 @@ class OpenSoraPipeline(Pipeline):
             model_fn, z, height=height, width=width, num_frames=frames, mask=mask, generator=generator,
             progress=progress,
         )
-        if output_type == "latent":
-            return latents
-        decoded = self.vae.decode(latents.to(self.vae_dtype), frames).float()
-        if output_type == "video":
-            return decoded
-        return [to_uint8_frames(v) for v in decoded]
+        return self.finish(latents, output_type, num_frames=frames)

@@ -19,18 +19,16 @@ from __future__ import annotations
 import re
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from videosys.core.io import to_uint8_frames
-
 from ..loading import load_backbone
-from ..text_encoders import PromptFeatures, encode_prompts, load_text_encoder, mask_features
+from ..text_encoders import PromptFeatures, encode_prompts, mask_features
 from ..transformers import OpenSoraPlanLatte, OpenSoraPlanT2V
 from ..vae.causal_vae import TILING_V1_1, TILING_V1_2, CausalVAE, CausalVAETiling
-from .base import Component, ModelFn, Pipeline
+from .base import Component, ModelFn, OutputType, TextToVideoPipeline, prompts_of
 from .sampling import load_scheduler, make_generator, random_latents
 
 __all__ = ["OpenSoraPlanPipeline", "OpenSoraPlanV11Pipeline", "OpenSoraPlanV12Pipeline", "release_components"]
@@ -71,7 +69,7 @@ def release_components(encoder: str, encoder_folder: str, sampler: str) -> tuple
     )
 
 
-class OpenSoraPlanPipeline(Pipeline):
+class OpenSoraPlanPipeline(TextToVideoPipeline):
     """What the two releases share: the variant sub-folders, the CausalVAE, the text encoder and the loop.
 
     A subclass names its release (:attr:`VARIANTS`, how a variant's name reads as a size), its backbone and
@@ -101,11 +99,7 @@ class OpenSoraPlanPipeline(Pipeline):
     def __init__(
         self, transformer: Any, vae: CausalVAE, text_encoder: Any, tokenizer: Any, scheduler: Any, variant: str
     ) -> None:
-        self.transformer = transformer
-        self.vae = vae
-        self.text_encoder = text_encoder
-        self.tokenizer = tokenizer
-        self.scheduler = scheduler
+        super().__init__(transformer, vae, text_encoder, tokenizer, scheduler)
         self.variant = variant
         self.num_frames, self.height, self.width = self.variant_size(variant)
 
@@ -178,8 +172,6 @@ class OpenSoraPlanPipeline(Pipeline):
         """Read the ``variant`` transformer (default: the first of :attr:`VARIANTS`), ``vae/``, the text encoder
         and, if the folder has one, ``scheduler/`` (else the release's sampler); all in ``dtype``.
         ``tiling`` decodes in tiles with the release's settings (they leave small videos whole)."""
-        from transformers import AutoTokenizer
-
         variant = variant or cls.VARIANTS[0]
         vae = CausalVAE.from_pretrained(root / "vae", dtype=dtype, device=device, allow_bin=allow_bin)
         if tiling:
@@ -187,17 +179,12 @@ class OpenSoraPlanPipeline(Pipeline):
         return cls(
             transformer=load_backbone(cls.BACKBONE, root / variant, dtype=dtype, device=device, allow_bin=allow_bin),
             vae=vae,
-            text_encoder=load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
-            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
             scheduler=load_scheduler(root / "scheduler") if (root / "scheduler").is_dir() else cls.default_scheduler(),
             variant=variant,
+            **cls.load_text(root, device=device, dtype=dtype, allow_bin=allow_bin),
         )
 
     # -- sampling ----------------------------------------------------------------------------------------------
-
-    @property
-    def vae_dtype(self) -> torch.dtype:
-        return next(self.vae.parameters()).dtype
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Float videos ``(B, 3, 1 + 4(T - 1), H, W)`` from sampled (scaled) latents ``(B, 4, T, h, w)``."""
@@ -226,7 +213,7 @@ class OpenSoraPlanPipeline(Pipeline):
         guidance_scale: float = 7.5,
         seed: int | None = None,
         generator: torch.Generator | None = None,
-        output_type: Literal["frames", "latent", "video"] = "frames",
+        output_type: OutputType = "frames",
         progress: bool = True,
     ) -> list[np.ndarray] | torch.Tensor:
         """Generate one video per prompt: ``num_frames`` (1 + 4k) at ``height`` x ``width``, the loaded variant's
@@ -234,17 +221,14 @@ class OpenSoraPlanPipeline(Pipeline):
         release's :attr:`NEGATIVE_PROMPT`, :attr:`PROMPT_TEMPLATE` and :attr:`STEPS`. ``output_type``:
         ``"frames"`` (uint8 ``(T, H, W, 3)`` arrays), ``"latent"`` or ``"video"`` (floats ``(B, 3, T, H, W)`` in
         about [-1, 1])."""
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+        prompts = prompts_of(prompt)
         template = self.PROMPT_TEMPLATE if prompt_template is None else prompt_template
         if "{}" not in template:
             raise ValueError(f"prompt_template must hold '{{}}' where the prompt goes, got {template!r}")
         prompts = [template.format(p) for p in prompts]
         negative_prompt = self.NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
         num_inference_steps = self.STEPS if num_inference_steps is None else num_inference_steps
-        if output_type not in ("frames", "latent", "video"):
-            raise ValueError(f"output_type must be 'frames', 'latent' or 'video', got {output_type!r}")
+        self.check_output_type(output_type)
         asked = {"num_frames": num_frames, "height": height, "width": width}
         own = dict(zip(asked, (self.num_frames, self.height, self.width), strict=True))
         frames, height, width = self._sizes({k: own[k] if v is None else v for k, v in asked.items()})
@@ -275,12 +259,7 @@ class OpenSoraPlanPipeline(Pipeline):
             generator=generator,
             progress=progress,
         )
-        if output_type == "latent":
-            return latents
-        video = self.decode(latents)
-        if output_type == "video":
-            return video
-        return [to_uint8_frames(v) for v in video]
+        return self.finish(latents, output_type)
 
 
 class OpenSoraPlanV11Pipeline(OpenSoraPlanPipeline):
@@ -378,9 +357,4 @@ class OpenSoraPlanV12Pipeline(OpenSoraPlanPipeline):
         guided = text.negative is not None
         context = torch.cat([text.features, text.negative]) if guided else text.features
         mask = torch.cat([text.mask, text.negative_mask]) if guided else text.mask
-        model_dtype = self.dtype
-
-        def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.transformer(x.to(model_dtype), t, context.to(model_dtype), encoder_attention_mask=mask)
-
-        return model_fn
+        return self.text_model_fn(context, encoder_attention_mask=mask)

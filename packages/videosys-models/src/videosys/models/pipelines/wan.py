@@ -12,17 +12,14 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from videosys.core.io import to_uint8_frames
-
-from ..loading import load_backbone
-from ..text_encoders import encode_texts, load_text_encoder
+from ..loading import hub_free_options, load_backbone
+from ..text_encoders import encode_texts
 from ..transformers import WanTransformer
-from .base import Component, Pipeline
+from .base import Component, OutputType, TextToVideoPipeline, prompts_of
 from .sampling import diffusers_class, load_scheduler, make_generator, random_latents
 
 __all__ = ["WanPipeline", "clean_prompt"]
@@ -35,7 +32,7 @@ def clean_prompt(text: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(html.unescape(text)).strip()).strip()
 
 
-class WanPipeline(Pipeline):
+class WanPipeline(TextToVideoPipeline):
     """Text to video with Wan 2.1. Defaults (diffusers' ``WanPipeline``): 81 frames, 480x832, 50 steps,
     guidance 5.0, empty negative prompt, 16 fps."""
 
@@ -50,30 +47,17 @@ class WanPipeline(Pipeline):
     )
     CUDA_DTYPE = torch.bfloat16
 
-    def __init__(
-        self, transformer: WanTransformer, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any
-    ) -> None:
-        self.transformer = transformer
-        self.vae = vae
-        self.text_encoder = text_encoder
-        self.tokenizer = tokenizer
-        self.scheduler = scheduler
-
     @classmethod
     def load(cls, root: Path, *, device: torch.device, dtype: torch.dtype, allow_bin: bool) -> WanPipeline:
         """Read a checked Wan 2.1 folder; the VAE stays in float32, as Wan runs it."""
-        from transformers import AutoTokenizer
-
-        local = {"use_safetensors": None if allow_bin else True, "local_files_only": True}
-        vae = diffusers_class("AutoencoderKLWan", "0.33").from_pretrained(root / "vae", **local)
+        vae = diffusers_class("AutoencoderKLWan", "0.33").from_pretrained(root / "vae", **hub_free_options(allow_bin))
         return cls(
             transformer=load_backbone(
                 WanTransformer, root / "transformer", dtype=dtype, device=device, allow_bin=allow_bin
             ),
             vae=vae.to(device=device, dtype=torch.float32).eval(),
-            text_encoder=load_text_encoder(root / "text_encoder", device=device, dtype=dtype, allow_bin=allow_bin),
-            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True),
             scheduler=load_scheduler(root / "scheduler"),
+            **cls.load_text(root, device=device, dtype=dtype, allow_bin=allow_bin),
         )
 
     @property
@@ -123,7 +107,7 @@ class WanPipeline(Pipeline):
         guidance_scale: float = 5.0,
         seed: int | None = None,
         generator: torch.Generator | None = None,
-        output_type: Literal["frames", "latent", "video"] = "frames",
+        output_type: OutputType = "frames",
         progress: bool = True,
     ) -> list[np.ndarray] | torch.Tensor:
         """Generate one video per prompt.
@@ -131,32 +115,19 @@ class WanPipeline(Pipeline):
         ``output_type="frames"`` returns a list of uint8 ``(T, H, W, 3)`` arrays (for
         :func:`videosys.core.io.save_video`); ``"latent"`` the final latents; ``"video"`` float ``(B, 3, T, H, W)``.
         """
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-        if output_type not in ("frames", "latent", "video"):
-            raise ValueError(f"output_type must be 'frames', 'latent' or 'video', got {output_type!r}")
+        prompts = prompts_of(prompt)
+        self.check_output_type(output_type)
         shape = self.latent_shape(len(prompts), num_frames, height, width)
         generator = make_generator(seed, generator)
         guided = guidance_scale > 1.0
         context = self.encode_prompt(prompts + [negative_prompt] * len(prompts) if guided else prompts)
         latents = random_latents(shape, generator, self.device, torch.float32)
-        model_dtype = self.dtype
-
-        def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.transformer(x.to(model_dtype), t, context.to(model_dtype))
-
         latents = self.denoise(
-            model_fn,
+            self.text_model_fn(context),
             latents,
             num_inference_steps,
             guidance_scale=guidance_scale,
             generator=generator,
             progress=progress,
         )
-        if output_type == "latent":
-            return latents
-        video = self.decode(latents)
-        if output_type == "video":
-            return video
-        return [to_uint8_frames(v) for v in video]
+        return self.finish(latents, output_type)
