@@ -74,22 +74,28 @@ def test_held_out_prompts_were_held_out(shipped):
     assert not {_named(p) for p in SEEN} & held_out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped weights are undertrained (see docs/default_model.rst): 65% of clips have the "
-    "prompt's colour, direction and shape are at chance; strict, so this fails once retrained weights "
-    "follow the prompts and the mark must go",
-)
 @pytest.mark.parametrize("prompts", [SEEN, HELD_OUT], ids=["seen", "held-out"])
-def test_clips_follow_the_prompt_measured_from_pixels(pipeline, prompts):
+def test_clips_follow_the_prompts_colour_and_direction(pipeline, prompts):
     videos = pipeline(prompts, seed=0)
     for prompt, video in zip(prompts, videos):
         assert video.dtype == np.uint8 and video.shape == (8, 24, 24, 3)
-        color, shape, direction = _named(prompt)
+        color, _, direction = _named(prompt)
         got = measure(video)
         assert (got.color, got.direction) == (color, direction), prompt
-        if "large" in prompt.split():
-            assert got.shape == shape, (prompt, got.fill)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped weights draw squares with ragged edges (bounding-box fill 0.78-0.89, below the 0.9 of "
+    "a square), so the large blue square measures as a circle (docs/default_model.rst); strict, so this "
+    "fails once retrained weights draw every shape and the mark must go",
+)
+def test_large_clips_have_the_prompts_shape(pipeline):
+    prompts = [p for p in SEEN + HELD_OUT if "large" in p.split()]
+    for prompt, video in zip(prompts, pipeline(prompts, seed=0)):
+        _, shape, _ = _named(prompt)
+        got = measure(video)
+        assert got.shape == shape, (prompt, got.fill)
 
 
 def test_a_seed_gives_one_video_and_other_seeds_others(pipeline):
