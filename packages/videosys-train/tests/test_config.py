@@ -151,6 +151,7 @@ def test_the_packaged_dit_xl2_config_is_the_seeds_imagenet_run_and_validates_on_
         ("model.caption_dropout=1.0", r"model.caption_dropout=1.0 must lie in \[0, 1\)"),
         ("optim.decay=step", r"optim.decay='step'; expected one of constant, linear, cosine"),
         ("optim.min_lr_ratio=2", r"optim.min_lr_ratio=2.0 must lie in \[0, 1\]"),
+        ("optim.decay_start=100000", r"optim.decay_start=100000 must lie in \[optim.warmup_steps, train.steps\)"),
     ],
 )
 def test_caption_dropout_and_lr_decay_are_checked(make_config, override, message):

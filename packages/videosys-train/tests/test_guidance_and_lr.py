@@ -31,6 +31,17 @@ def test_lr_factor_warms_up_then_decays_to_the_floor(decay, expected):
     assert got == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("decay", ["linear", "cosine"])
+def test_decay_start_holds_the_rate_then_decays_over_the_remaining_steps(decay):
+    """Warm-up 2, stable until step 6, then the same decay as a run whose warm-up ended at 6."""
+    held = OptimConfig(warmup_steps=2, decay=decay, decay_start=6, min_lr_ratio=0.2)
+    fresh = OptimConfig(warmup_steps=0, decay=decay, min_lr_ratio=0.2)
+    got = [lr_factor(step, held, total_steps=14) for step in range(15)]
+    assert got[:7] == pytest.approx([0.5, 1, 1, 1, 1, 1, 1])
+    assert got[6:] == pytest.approx([lr_factor(k, fresh, total_steps=8) for k in range(9)])
+    assert got[-1] == pytest.approx(0.2)
+
+
 def test_the_trainer_steps_with_the_decayed_lr(tiny, tmp_path):
     config = tiny(tmp_path, "train.steps=6", "optim.lr=0.01", "optim.decay=linear", "optim.min_lr_ratio=0")
     Trainer(config).fit()

@@ -115,6 +115,10 @@ class OptimConfig:
     decay: str = "constant"
     """The learning rate after warm-up: ``constant``, or ``linear`` / ``cosine`` down to ``lr * min_lr_ratio`` at
     ``train.steps`` (so resuming with a larger ``train.steps`` stretches the rest of the schedule)."""
+    decay_start: int | None = None
+    """The step where the decay begins; the rate holds at ``lr`` from the end of warm-up until then
+    (warmup-stable-decay). ``None``: right after warm-up. A run trained at a constant rate can so be resumed
+    into its decay, and its config still describes the whole schedule."""
     min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0
 
@@ -341,6 +345,12 @@ def validate(config: TrainConfig, world_size: int, device: str) -> None:
     _check(
         config.optim.decay in LR_DECAYS,
         f"optim.decay={config.optim.decay!r}; expected one of {', '.join(LR_DECAYS)}",
+    )
+    _check(
+        config.optim.decay_start is None
+        or config.optim.warmup_steps <= config.optim.decay_start < config.train.steps,
+        f"optim.decay_start={config.optim.decay_start} must lie in [optim.warmup_steps, train.steps) = "
+        f"[{config.optim.warmup_steps}, {config.train.steps})",
     )
     _check(
         0.0 <= config.optim.min_lr_ratio <= 1.0,

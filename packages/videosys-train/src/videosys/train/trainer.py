@@ -99,14 +99,16 @@ def _adamw(model: torch.nn.Module, config: TrainConfig, hybrid: bool) -> torch.o
 def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
     """The multiple of ``optim.lr`` that optimizer step ``step`` (from 0) uses: linear warm-up, then ``optim.decay``.
 
-    Decay runs from the end of warm-up to ``total_steps``, where it reaches ``optim.min_lr_ratio``.
+    Decay runs from ``optim.decay_start`` (default: the end of warm-up) to ``total_steps``, where it reaches
+    ``optim.min_lr_ratio``.
     """
     if step < optim.warmup_steps:
         return (step + 1) / optim.warmup_steps
-    if optim.decay == "constant":
+    start = optim.warmup_steps if optim.decay_start is None else optim.decay_start
+    if optim.decay == "constant" or step < start:
         return 1.0
-    span = max(1, total_steps - optim.warmup_steps)
-    progress = min(1.0, (step - optim.warmup_steps) / span)
+    span = max(1, total_steps - start)
+    progress = min(1.0, (step - start) / span)
     shape = 1.0 - progress if optim.decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
     return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * shape
 
