@@ -72,6 +72,17 @@ def test_resume_continues_the_identical_trajectory(tiny, tmp_path, straight):
     _assert_same_weights(resumed_ema, ema)
 
 
+def test_resuming_from_an_earlier_checkpoint_logs_each_step_once(tiny, tmp_path, straight):
+    """Steps 3-4 were logged, then the run goes back to the step-2 checkpoint: the log ends as one straight run."""
+    config = tiny(tmp_path)
+    Trainer(config).fit()
+    (step_two,) = [folder for folder in list_checkpoints(config.checkpoint_dir) if folder.name.endswith("step2")]
+    Trainer(config).fit(step_two)
+    records = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert [r["loss"] for r in records] == straight[0].losses
+
+
 def test_interrupted_save_leaves_a_loadable_previous_checkpoint(tiny, tmp_path, straight, monkeypatch):
     config = tiny(tmp_path)
     real_save = Trainer.save

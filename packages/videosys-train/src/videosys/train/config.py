@@ -347,8 +347,7 @@ def validate(config: TrainConfig, world_size: int, device: str) -> None:
         f"optim.decay={config.optim.decay!r}; expected one of {', '.join(LR_DECAYS)}",
     )
     _check(
-        config.optim.decay_start is None
-        or config.optim.warmup_steps <= config.optim.decay_start < config.train.steps,
+        config.optim.decay_start is None or config.optim.warmup_steps <= config.optim.decay_start < config.train.steps,
         f"optim.decay_start={config.optim.decay_start} must lie in [optim.warmup_steps, train.steps) = "
         f"[{config.optim.warmup_steps}, {config.train.steps})",
     )

@@ -113,6 +113,20 @@ def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
     return optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * shape
 
 
+def drop_records_after(metrics: Path, step: int) -> None:
+    """Keep only ``metrics.jsonl``'s records up to ``step``: a run resumed from an earlier checkpoint logs the
+    steps after it again, and one record per step keeps the loss curve plottable. Rewritten atomically."""
+    if not metrics.is_file():
+        return
+    lines = metrics.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) == len(lines):
+        return
+    partial = metrics.with_suffix(".jsonl.partial")
+    partial.write_text("".join(kept))
+    os.replace(partial, metrics)
+
+
 class Trainer:
     """Train ``config`` on the current process group (or a one-rank one): ``Trainer(config).fit(resume)``."""
 
@@ -362,7 +376,8 @@ class Trainer:
             epoch, step_in_epoch = epoch + 1, 0
         if self.is_main:
             Path(c.output_dir).mkdir(parents=True, exist_ok=True)
-        writer = self._tensorboard()
+            drop_records_after(Path(c.output_dir) / "metrics.jsonl", global_step)
+        writer = self._tensorboard(purge_step=global_step + 1 if path is not None else None)
         bar = _progress(c.train.steps, global_step, self.is_main)
         samples_per_step = c.train.batch_size * self.mesh.dp_size
         batches = self.batches(epoch, step_in_epoch)
@@ -404,14 +419,15 @@ class Trainer:
                 if name != "step":
                     writer.add_scalar(name, value, record["step"])
 
-    def _tensorboard(self) -> Any:
+    def _tensorboard(self, purge_step: int | None) -> Any:
+        """The rank-0 writer; ``purge_step`` hides the events a resumed run is about to log again."""
         if not self.is_main:
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional
             return None
-        return SummaryWriter(str(Path(self.config.output_dir) / "tensorboard"))
+        return SummaryWriter(str(Path(self.config.output_dir) / "tensorboard"), purge_step=purge_step)
 
     def close(self) -> None:
         """Leave the process group if this trainer created it."""
