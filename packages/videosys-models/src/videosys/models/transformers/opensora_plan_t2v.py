@@ -31,7 +31,14 @@ from videosys.core.layers import (
 )
 
 from ..loading import DIFFUSERS_BLOCK_RULES, rename_keys
-from .common import ADALN_SINGLE_RULES, adaln_single_t2v_args, batch_timesteps, require_config, text_key_mask
+from .common import (
+    ADALN_SINGLE_RULES,
+    adaln_single_t2v_args,
+    additive_key_mask,
+    batch_timesteps,
+    require_config,
+    text_key_mask,
+)
 
 __all__ = ["OpenSoraPlanConditioning", "OpenSoraPlanT2V", "default_interpolation_scales"]
 
@@ -149,7 +156,8 @@ class OpenSoraPlanT2V(STBackbone):
     def _video_mask(
         self, mask: torch.Tensor | None, shape: torch.Size, grid: VideoGrid, device: torch.device
     ) -> torch.Tensor | None:
-        """``(B, T, H, W)`` over the latents to a boolean ``(B, T, S)`` key mask: a patch is kept if any pixel is."""
+        """``(B, T, H, W)`` over the latents to a boolean ``(B, T, S)`` key mask: a patch is kept if any pixel is
+        (a sample hiding every patch attends to all, as the original's additive bias does)."""
         if mask is None:
             return None
         b, _, frames, height, width = shape
@@ -159,7 +167,7 @@ class OpenSoraPlanT2V(STBackbone):
                 f"got {tuple(mask.shape)}"
             )
         kept = F.max_pool2d(mask.to(device).bool().float().flatten(0, 1), self.patch_size) > 0
-        mask = kept.reshape(b, frames, grid.tokens)
+        mask = additive_key_mask(kept.reshape(b, frames, grid.tokens))
         return None if mask.all() else mask  # as the original: a mask that hides nothing is dropped
 
     @classmethod
