@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from videosys.models.loading import CheckpointError
-from videosys.models.vae import CausalVAE, CausalVAETiling
+from videosys.models.vae import TILING_V1_2, CausalVAE, CausalVAETiling
 from videosys.models.vae.tiling import tiled_2d, time_chunks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "opensora_plan"
@@ -104,6 +105,28 @@ def test_tiled_decode_close_to_untiled():
         tiled = vae.decode(latents)
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().mean() < 0.15 * whole.abs().mean()
+
+
+def test_release_tiling_bounds_what_the_decoder_sees_at_720p(monkeypatch):
+    """29x720p latents (8 x 90 x 160) decode with v1.2's tiling: the decoder, whose activations grow with its input,
+    only ever sees one tile (8 latent frames of at most 64 x 64), whatever the frame size.
+
+    The decoder is replaced by a cheap stand-in of the right output shape (one channel) that records its inputs.
+    """
+    vae = CausalVAE.from_pretrained(folder("v1.2"))
+    vae.enable_tiling(dataclasses.replace(TILING_V1_2, progress=False))
+    seen = []
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(z.shape[2:]))
+        return torch.zeros(z.shape[0], 1, 1 + 4 * (z.shape[2] - 1), 8 * z.shape[3], 8 * z.shape[4])
+
+    monkeypatch.setattr(vae, "_decode", decode)
+    video = vae.decode(torch.zeros(1, 4, 8, 90, 160))
+    assert video.shape == (1, 1, 29, 720, 1280)
+    tile = TILING_V1_2.sample_size // 8
+    assert max(seen) <= (8, tile, tile) and all(h <= tile and w <= tile for _, h, w in seen), seen
+    assert len(seen) == 2 * 3  # tiles step by 56 latents: rows at 0, 56; columns at 0, 56, 112
 
 
 def test_tiled_2d_is_exact_for_a_local_map():

@@ -34,16 +34,37 @@ def test_loads_the_release_layout_and_conforms(model):
     assert [block.axis for block in model.blocks[:2]] == [AttentionAxis.SPATIAL, AttentionAxis.TEMPORAL]
 
 
-def test_equals_the_original_with_a_padded_text_mask(model, golden):
+@pytest.mark.parametrize(
+    "form",
+    [
+        pytest.param(lambda mask: mask, id="as-the-original-takes-it"),  # int64 1/0, as stored by the fixture
+        pytest.param(lambda mask: mask.bool(), id="boolean"),
+        pytest.param(lambda mask: mask.float()[:, None], id="float-B1L"),
+    ],
+)
+def test_equals_the_original_with_a_padded_text_mask(model, golden, form):
     """Batch 2, timesteps 900 and 312, 33 frames (temporal scale 2), a 3x5 patch grid, the text mask padded."""
+    assert golden["encoder_attention_mask"].dtype == torch.int64
     with torch.no_grad():
         out = model(
             golden["latents"],
             golden["timestep"],
             golden["encoder_hidden_states"],
-            encoder_attention_mask=golden["encoder_attention_mask"].bool(),
+            encoder_attention_mask=form(golden["encoder_attention_mask"]),
         )
     torch.testing.assert_close(out, golden["output"], rtol=0, atol=1e-5)
+
+
+def test_a_text_mask_of_another_shape_is_named(model, golden):
+    with pytest.raises(
+        ValueError, match=r"encoder_attention_mask must be \(B, L\) = \(2, 7\) or \(B, 1, L\), got \(2, 6\)"
+    ):
+        model(
+            golden["latents"][:, :, :1],
+            golden["timestep"],
+            golden["encoder_hidden_states"],
+            golden["encoder_attention_mask"][:, :6],
+        )
 
 
 def test_equals_the_original_without_a_text_mask(model, golden):

@@ -59,9 +59,10 @@ def reference_v11(pipe, prompts: list[str], cfg: float, frames: int = FRAMES) ->
         return z
 
 
-def reference_v12(pipe, prompt: str, cfg: float) -> torch.Tensor:
+def reference_v12(pipe, prompts: list[str], cfg: float) -> torch.Tensor:
     """v1.2.0's sample_t2v.py + OpenSoraPipeline: the prompt template and negative prompt, 512 mT5 tokens, text and
-    video masks in the original's shapes, EulerAncestralDiscreteScheduler() drawing from the generator."""
+    video masks in the original's shapes, the negative prompt once per prompt, EulerAncestralDiscreteScheduler()
+    drawing from the generator."""
     template = "\n    (masterpiece), (best quality), (ultra-detailed), \n    {}. \n    "
     negative_prompt = (  # as the script's triple-quoted string holds it
         "\n    nsfw, lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, "
@@ -69,15 +70,15 @@ def reference_v12(pipe, prompt: str, cfg: float) -> torch.Tensor:
         "blurry.\n    "
     )
     with torch.no_grad():
-        features, mask = encode(pipe, [template.format(prompt)], 512)
+        features, mask = encode(pipe, [template.format(prompt) for prompt in prompts], 512)
         guided = cfg > 1
         if guided:
-            negative, negative_mask = encode(pipe, [negative_prompt], 512)
+            negative, negative_mask = encode(pipe, [negative_prompt] * len(prompts), 512)
             features, mask = torch.cat([negative, features]), torch.cat([negative_mask, mask])
         scheduler = diffusers.EulerAncestralDiscreteScheduler()
         scheduler.set_timesteps(STEPS)
         generator = torch.Generator().manual_seed(SEED)
-        z = noise(1, generator) * scheduler.init_noise_sigma
+        z = noise(len(prompts), generator) * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             x = scheduler.scale_model_input(torch.cat([z, z]) if guided else z, t)
             out = pipe.transformer(x, t.expand(x.shape[0]), features[:, None], encoder_attention_mask=mask[:, None],
@@ -120,11 +121,14 @@ def test_v11_samples_an_image_as_the_release_image_script(v11):
     torch.testing.assert_close(got, reference_v11(v11, ["a cat"], 5.0, frames=1), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("cfg", [7.5, 1.0])
-def test_v12_equals_the_release_loop(v12, cfg):
-    got = v12("a cat runs on the beach", guidance_scale=cfg, **SMALL)
-    assert got.shape == (1, 4, 3, HEIGHT // 8, WIDTH // 8)
-    torch.testing.assert_close(got, reference_v12(v12, "a cat runs on the beach", cfg), rtol=1e-4, atol=1e-5)
+@pytest.mark.parametrize(
+    ("prompts", "cfg"),
+    [(["a cat runs on the beach"], 7.5), (["a cat runs", "a red dog sits"], 7.5), (["a cat runs on the beach"], 1.0)],
+)
+def test_v12_equals_the_release_loop(v12, prompts, cfg):
+    got = v12(prompts, guidance_scale=cfg, **SMALL)
+    assert got.shape == (len(prompts), 4, 3, HEIGHT // 8, WIDTH // 8)
+    torch.testing.assert_close(got, reference_v12(v12, prompts, cfg), rtol=1e-4, atol=1e-5)
 
 
 def test_guidance_and_the_prompt_change_the_video(v12):

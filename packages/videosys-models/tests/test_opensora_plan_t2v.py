@@ -74,6 +74,22 @@ def test_a_video_mask_that_hides_nothing_equals_none(model, io):
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
+def test_a_sample_whose_masks_hide_everything_attends_to_all(model, io):
+    """The original adds -10000 to hidden keys' scores; softmax ignores a shift of every score alike, so a mask that
+    hides all of a sample's video (or text) tokens acts as one that hides none, and the other sample keeps its mask."""
+    args = (io["hidden_states"], io["timestep"], io["encoder_hidden_states"])
+    hidden_video, hidden_text = io["attention_mask"].clone(), io["encoder_attention_mask"].clone()
+    hidden_video[1], hidden_text[0] = 0, 0
+    shown_video, shown_text = io["attention_mask"].clone(), io["encoder_attention_mask"].clone()
+    shown_video[1], shown_text[0] = 1, 1
+    with torch.no_grad():
+        got = model(*args, hidden_text, attention_mask=hidden_video)
+        want = model(*args, shown_text, attention_mask=shown_video)
+        masked = model(*args, io["encoder_attention_mask"], attention_mask=io["attention_mask"])
+    assert (want[0] - masked[0]).abs().max() > 1e-2 and (want[1] - masked[1]).abs().max() > 1e-2  # masks matter
+    torch.testing.assert_close(got, want, **TOL)
+
+
 def copy_fixture(tmp_path: Path) -> Path:
     folder = tmp_path / "transformer"
     shutil.copytree(FIXTURE / "transformer", folder)

@@ -14,9 +14,11 @@ __all__ = [
     "ADALN_SINGLE_RULES",
     "PatchedBackbone",
     "add_sincos_2d",
+    "additive_key_mask",
     "adaln_single_t2v_args",
     "batch_timesteps",
     "require_config",
+    "text_key_mask",
 ]
 
 ADALN_SINGLE_RULES = [
@@ -91,6 +93,27 @@ def batch_timesteps(timestep: torch.Tensor | float, batch: int, device: torch.de
     if t.dim() != 1 or t.shape[0] not in (1, batch):
         raise ValueError(f"timestep must be a number or shaped ({batch},), got shape {tuple(t.shape)}")
     return t.expand(batch)
+
+
+def additive_key_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A boolean key mask ``(B, ...)`` that behaves as the originals' additive ``-10000`` bias: a sample hiding every
+    key attends to all of them (the bias shifts all its scores alike), where dropping them would leave none."""
+    hides_all = ~mask.flatten(1).any(dim=1)
+    return mask | hides_all.view(-1, *[1] * (mask.dim() - 1))
+
+
+def text_key_mask(mask: torch.Tensor | None, batch: int, length: int, device: torch.device) -> torch.Tensor | None:
+    """A caption mask as the originals take it (``(B, L)`` or ``(B, 1, L)``, 1/0 or boolean, nonzero = real token)
+    as the boolean ``(B, L)`` key mask core attention takes (see :func:`additive_key_mask`)."""
+    if mask is None:
+        return None
+    if mask.dim() == 3 and mask.shape[1] == 1:
+        mask = mask.squeeze(1)
+    if mask.shape != (batch, length):
+        raise ValueError(
+            f"encoder_attention_mask must be (B, L) = ({batch}, {length}) or (B, 1, L), got {tuple(mask.shape)}"
+        )
+    return additive_key_mask(mask.to(device).bool())
 
 
 class PatchedBackbone(STBackbone):

@@ -16,7 +16,14 @@ from videosys.core import AdaLNBlock, AttentionAxis, Conditioning
 from videosys.core.layers import AxisEmbedding, CaptionProjection, FinalLayer, TimestepEmbedder, sincos_1d
 
 from ..loading import DIFFUSERS_BLOCK_RULES, rename_keys
-from .common import ADALN_SINGLE_RULES, PatchedBackbone, adaln_single_t2v_args, batch_timesteps, require_config
+from .common import (
+    ADALN_SINGLE_RULES,
+    PatchedBackbone,
+    adaln_single_t2v_args,
+    batch_timesteps,
+    require_config,
+    text_key_mask,
+)
 
 __all__ = ["LatteBlock", "LatteTransformer", "latte_arguments"]
 
@@ -114,7 +121,8 @@ class LatteTransformer(PatchedBackbone):
     ) -> tuple[torch.Tensor, Conditioning]:
         """Patchify ``latents: (B, C, T, H, W)``, embed the timestep and project the caption ``(B, L, Cc)``.
 
-        ``encoder_attention_mask`` is boolean ``(B, L)``, True for real caption tokens.
+        ``encoder_attention_mask``: ``(B, L)`` (or ``(B, 1, L)``), boolean or 1/0 as diffusers' Latte takes it,
+        nonzero for real caption tokens.
         ``enable_temporal_attentions=False`` skips the temporal blocks (Latte-0's image sampling; Latte-1
         keeps them on, also for single frames).
         """
@@ -129,7 +137,7 @@ class LatteTransformer(PatchedBackbone):
         cond = Conditioning(
             modulation=self.t_block(t_emb),
             context=self.caption_projection(encoder_hidden_states),
-            context_mask=encoder_attention_mask,
+            context_mask=text_key_mask(encoder_attention_mask, b, encoder_hidden_states.shape[1], x.device),
             extras={
                 "embedded_timestep": t_emb,
                 "grid": grid,

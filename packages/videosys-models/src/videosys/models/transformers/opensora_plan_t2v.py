@@ -31,7 +31,14 @@ from videosys.core.layers import (
 )
 
 from ..loading import DIFFUSERS_BLOCK_RULES, rename_keys
-from .common import ADALN_SINGLE_RULES, adaln_single_t2v_args, batch_timesteps, require_config
+from .common import (
+    ADALN_SINGLE_RULES,
+    adaln_single_t2v_args,
+    additive_key_mask,
+    batch_timesteps,
+    require_config,
+    text_key_mask,
+)
 
 __all__ = ["OpenSoraPlanConditioning", "OpenSoraPlanT2V", "default_interpolation_scales"]
 
@@ -134,7 +141,7 @@ class OpenSoraPlanT2V(STBackbone):
         cond = OpenSoraPlanConditioning(
             modulation=self.t_block(t_emb),
             context=self.caption_projection(text.to(x.dtype)),
-            context_mask=self._text_mask(encoder_attention_mask, b, text.shape[1], x.device),
+            context_mask=text_key_mask(encoder_attention_mask, b, text.shape[1], x.device),
             grid=grid,
             attention_mask=self._video_mask(attention_mask, latents.shape, grid, x.device),
             embedded_timestep=t_emb,
@@ -146,22 +153,11 @@ class OpenSoraPlanT2V(STBackbone):
         p = self.patch_size
         return unpatchify(x, self.out_channels, (1, p, p), (cond.grid.height, cond.grid.width))
 
-    @staticmethod
-    def _text_mask(mask: torch.Tensor | None, batch: int, length: int, device: torch.device) -> torch.Tensor | None:
-        if mask is None:
-            return None
-        if mask.dim() == 3 and mask.shape[1] == 1:
-            mask = mask.squeeze(1)
-        if mask.shape != (batch, length):
-            raise ValueError(
-                f"encoder_attention_mask must be (B, L) = ({batch}, {length}) or (B, 1, L), got {tuple(mask.shape)}"
-            )
-        return mask.to(device).bool()
-
     def _video_mask(
         self, mask: torch.Tensor | None, shape: torch.Size, grid: VideoGrid, device: torch.device
     ) -> torch.Tensor | None:
-        """``(B, T, H, W)`` over the latents to a boolean ``(B, T, S)`` key mask: a patch is kept if any pixel is."""
+        """``(B, T, H, W)`` over the latents to a boolean ``(B, T, S)`` key mask: a patch is kept if any pixel is
+        (a sample hiding every patch attends to all, as the original's additive bias does)."""
         if mask is None:
             return None
         b, _, frames, height, width = shape
@@ -171,7 +167,7 @@ class OpenSoraPlanT2V(STBackbone):
                 f"got {tuple(mask.shape)}"
             )
         kept = F.max_pool2d(mask.to(device).bool().float().flatten(0, 1), self.patch_size) > 0
-        mask = kept.reshape(b, frames, grid.tokens)
+        mask = additive_key_mask(kept.reshape(b, frames, grid.tokens))
         return None if mask.all() else mask  # as the original: a mask that hides nothing is dropped
 
     @classmethod
