@@ -153,8 +153,11 @@ class CogVideoXTransformer(STBackbone):
     ) -> None:
         super().__init__()
         dim = num_heads * head_dim
-        if rope and head_dim % 8:
-            raise ValueError(f"CogVideoX's 3-D RoPE splits the head dim in eighths; head_dim {head_dim} does not")
+        if rope and head_dim % 16:
+            raise ValueError(
+                f"CogVideoX's 3-D RoPE gives frames 1/4 of the head dim and rows and columns 3/8 each, every part in "
+                f"channel pairs, so the head dim must be a multiple of 16; got head_dim {head_dim}"
+            )
         if not rope and dim % 16:
             raise ValueError(f"CogVideoX's 3-D sin-cos positions need a width divisible by 16, got {dim}")
         self.dim, self.in_channels, self.out_channels, self.patch_size = dim, in_channels, out_channels, patch_size
