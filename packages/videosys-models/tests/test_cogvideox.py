@@ -110,5 +110,6 @@ def test_unsupported_variants_and_bad_checkpoints_are_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"missing keys \(4\): final\.adaLN_modulation\.1\.bias"):
         load_backbone(CogVideoXTransformer, tmp_path / "transformer")
     ours = CogVideoXTransformer.from_diffusers_config(TINY_2B)
-    with pytest.raises(ValueError, match=r"encoder_hidden_states must be \(B=2, L, 20\)"):
-        ours(*inputs(2, 6, 10, 7)[:1], torch.tensor([1, 2]), torch.randn(1, 7, 20))
+    for text_shape in ((1, 7, 20), (2, 7, 19)):
+        with pytest.raises(ValueError, match=r"encoder_hidden_states must be \(B=2, L, 20\) text features"):
+            ours(*inputs(2, 6, 10, 7)[:1], torch.tensor([1, 2]), torch.randn(text_shape))

@@ -29,7 +29,7 @@ from videosys.core.layers import (
 )
 
 from ..loading import DIFFUSERS_BLOCK_RULES, rename_keys
-from .common import batch_timesteps, require_config
+from .common import batch_timesteps, check_text_features, require_config
 
 __all__ = ["CogVideoXBlock", "CogVideoXTransformer", "cropped_grid"]
 
@@ -204,11 +204,7 @@ class CogVideoXTransformer(STBackbone):
         """Patchify ``latents: (B, C, T, H, W)``, embed the timestep, project the T5 features ``(B, L, Ct)``."""
         x = self.patch_embed(latents)
         b, _, frames, height, width = latents.shape
-        if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[0] != b:
-            raise ValueError(
-                f"encoder_hidden_states must be (B={b}, L, {self.text_proj.in_features}), "
-                f"got shape {tuple(encoder_hidden_states.shape)}"
-            )
+        check_text_features(encoder_hidden_states, b, self.text_proj.in_features)
         gh, gw = height // self.patch_size, width // self.patch_size
         if self.rope:
             p = self.patch_size
