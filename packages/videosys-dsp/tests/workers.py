@@ -509,23 +509,42 @@ def pab_over_usp_equals_pab_alone() -> None:
 
 
 def pab_over_joint_attention_equals_pab_alone() -> None:
-    """PAB (both streams' updates cached) over a DSP joint-attention model equals PAB on one process."""
+    """PAB (both streams' updates cached) over a DSP joint-attention model equals PAB on one process, step by
+    step, whichever of the two was applied first; taking both off again (either order) leaves the bare model."""
     import videosys.pab as pab
     from videosys.core import denoising_step
 
     torch.manual_seed(0)
-    reference = TextVideoDiT(dim=6 * dist.get_world_size(), heads=dist.get_world_size())
-    model = parallelize(copy.deepcopy(reference))
+    bare = TextVideoDiT(dim=6 * dist.get_world_size(), heads=dist.get_world_size())
+    reference = copy.deepcopy(bare)
     config = pab.PABConfig(full=pab.Broadcast(interval=2), mlp=None)
-    for m in (reference, model):
-        pab.enable(m, config)
+    pab.enable(reference, config)
     inputs = (*tiny_inputs(2, 3, 6), 2)
-    with torch.no_grad():
-        for i, t in enumerate([900, 700, 500, 300]):
-            with denoising_step(i, t, 4):
-                torch.testing.assert_close(model(*inputs), reference(*inputs), **TOL)
-    assert pab.stats(model)["full"] == pab.stats(reference)["full"]
-    assert pab.stats(model)["full"]["reused"] > 0
+
+    def sampling(model: torch.nn.Module) -> list[torch.Tensor]:
+        with torch.no_grad():
+            outputs = []
+            for i, t in enumerate([900, 700, 500, 300]):
+                with denoising_step(i, t, 4):
+                    outputs.append(model(*inputs))
+            return outputs
+
+    expected = sampling(reference)
+    for pab_first in (True, False):
+        model = copy.deepcopy(bare)
+        on = [lambda m=model: pab.enable(m, config), lambda m=model: parallelize(m)]
+        off = [lambda m=model: pab.disable(m), lambda m=model: deparallelize(m)]
+        for step in on if pab_first else on[::-1]:
+            step()
+        for got, want in zip(sampling(model), expected):
+            torch.testing.assert_close(got, want, **TOL, msg=lambda m, f=pab_first: f"pab_first={f}: {m}")
+        assert pab.stats(model)["full"] == pab.stats(reference)["full"], pab_first
+        for step in off if pab_first else off[::-1]:
+            step()
+        assert not any(name in vars(m) for m in model.modules() for name in ("forward", "mix", "embed", "head"))
+        with torch.no_grad():
+            torch.testing.assert_close(model(*inputs), bare(*inputs), rtol=0, atol=0)
+    assert pab.stats(reference)["full"]["reused"] > 0
 
 
 def report_rank(folder: str) -> None:

@@ -118,3 +118,10 @@ def test_latte_caption_mask_equals_dropping_the_masked_tokens(latte_reference):
         torch.testing.assert_close(
             ours(latents, t, text, encoder_attention_mask=mask), ours(latents, t, text[:, :4]), rtol=0, atol=1e-6
         )
+
+
+def test_latte_names_text_features_of_the_wrong_width(latte_reference):
+    ours = load_backbone(LatteTransformer, latte_reference[1])
+    latents, text = _latte_inputs(2, frames=2)
+    with pytest.raises(ValueError, match=r"encoder_hidden_states must be \(B=2, L, 32\) text features, got shape"):
+        ours(latents, torch.tensor([1, 2]), text[..., :31])

@@ -27,12 +27,15 @@ def folder(request, tmp_path_factory):
     return request.param, save_folder(tmp_path_factory.mktemp("cogvideox") / request.param, request.param)
 
 
-@pytest.mark.parametrize("dynamic", [False, True], ids=["cfg", "dynamic-cfg"])
-def test_sampling_loop_equals_diffusers(folder, dynamic):
+@pytest.mark.parametrize(
+    ("dynamic", "negative"), [(False, "blue"), (True, ["blue", "a green hill"])], ids=["cfg", "dynamic-cfg"]
+)
+def test_sampling_loop_equals_diffusers(folder, dynamic, negative):
+    """One negative prompt for both prompts, or one each (with dynamic guidance)."""
     flavour, root = folder
     prompts = ["a cat runs on the beach", "red dog in snow"]
     common = {
-        "negative_prompt": "blue",
+        "negative_prompt": negative,
         "guidance_scale": 6.0,
         "use_dynamic_cfg": dynamic,
         "max_sequence_length": TEXT[flavour],

@@ -69,15 +69,15 @@ def test_unknown_encoder_family_is_named(tmp_path, t5_folder):
         load_text_encoder(folder)
 
 
-def test_prompts_are_lower_cased_and_stripped_and_the_negative_repeated(t5_folder):
+def test_prompts_and_their_negatives_are_lower_cased_and_stripped(t5_folder):
     encoder = T5TextEncoder.from_pretrained(t5_folder, max_length=6)
-    text = encode_prompts(encoder.tokenizer, encoder.encoder, ["  A Cat ", "a dog runs"], "Snow", 6)
+    text = encode_prompts(encoder.tokenizer, encoder.encoder, ["  A Cat ", "a dog runs"], ["Snow", " Rain  "], 6)
     expected, mask = encoder(["a cat", "a dog runs"])
     torch.testing.assert_close(text.features, expected)  # batches of different texts round differently
     assert text.mask.tolist() == mask.tolist()
-    snow, snow_mask = encoder(["snow"])
-    torch.testing.assert_close(text.negative, snow.expand(2, -1, -1))
-    assert text.negative_mask.tolist() == [snow_mask[0].tolist()] * 2
+    negative, negative_mask = encoder(["snow", "rain"])
+    torch.testing.assert_close(text.negative, negative)
+    assert text.negative_mask.tolist() == negative_mask.tolist()
     alone = encode_prompts(encoder.tokenizer, encoder.encoder, ["a cat"], None, 6)
     assert alone.negative is None and alone.negative_mask is None
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from videosys.models.pipelines import TextToVideoPipeline, prompts_of
+from videosys.models.pipelines import TextToVideoPipeline, negative_prompts_of, prompts_of
 
 
 class Recorder(nn.Module):
@@ -49,6 +49,15 @@ def test_prompts_become_a_list_and_bad_ones_are_named():
         prompts_of([])
     with pytest.raises(ValueError, match=r"non-empty list of strings, got \['a cat', 3\]$"):
         prompts_of(["a cat", 3])
+
+
+def test_negative_prompts_one_per_prompt_and_bad_ones_are_named():
+    assert negative_prompts_of("snow", 3) == ["snow"] * 3
+    assert negative_prompts_of(("snow", "rain"), 2) == ["snow", "rain"]
+    with pytest.raises(ValueError, match=r"a list of 3 strings \(one per prompt\), got \['snow', 'rain'\]$"):
+        negative_prompts_of(["snow", "rain"], 3)
+    with pytest.raises(ValueError, match=r"a list of 1 strings \(one per prompt\), got \[None\]$"):
+        negative_prompts_of([None], 1)
 
 
 def test_an_unknown_output_type_is_named():

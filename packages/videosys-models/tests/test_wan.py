@@ -87,6 +87,13 @@ def test_wan_missing_and_unexpected_keys_raise(tmp_path):
     assert "unexpected keys (1): blocks.0.extra.weight" in str(err.value)
 
 
+@pytest.mark.parametrize("text_shape", [(2, 7, 23), (1, 7, 24), (2, 24)])
+def test_wan_names_text_features_of_the_wrong_shape(text_shape):
+    latents, t, _ = wan_inputs()
+    with pytest.raises(ValueError, match=r"encoder_hidden_states must be \(B=2, L, 24\) text features, got shape"):
+        WanTransformer.from_diffusers_config(TINY_WAN)(latents, t, torch.zeros(text_shape))
+
+
 @pytest.mark.parametrize(
     ("field", "value"), [("image_dim", 1280), ("added_kv_proj_dim", 1536), ("qk_norm", "rms_norm")]
 )

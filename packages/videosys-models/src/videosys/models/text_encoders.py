@@ -72,23 +72,23 @@ class PromptFeatures:
     mask: torch.Tensor
     """``(B, L)``, 1 for real tokens."""
     negative: torch.Tensor | None = None
-    """The negative prompt's features repeated for each prompt, or None without guidance."""
+    """The features of each prompt's negative prompt, or None without guidance."""
     negative_mask: torch.Tensor | None = None
 
 
 def encode_prompts(
-    tokenizer: Any, encoder: Any, prompts: list[str], negative_prompt: str | None, max_length: int
+    tokenizer: Any, encoder: Any, prompts: list[str], negative_prompts: list[str] | None, max_length: int
 ) -> PromptFeatures:
-    """Features of ``prompts`` (and of ``negative_prompt`` once per prompt unless None), ``max_length`` tokens each.
+    """Features of ``prompts`` (and of ``negative_prompts``, one per prompt, unless None), ``max_length`` tokens each.
 
     Texts are lower-cased and stripped: the preprocessing of the Latte-1 and Open-Sora-Plan pipelines when
     caption cleaning (their optional bs4/ftfy ``clean_caption``) is off, as VideoSys always runs them.
     """
     features, mask = encode_texts(tokenizer, encoder, [p.lower().strip() for p in prompts], max_length)
-    if negative_prompt is None:
+    if negative_prompts is None:
         return PromptFeatures(features, mask)
     negative, negative_mask = encode_texts(
-        tokenizer, encoder, [negative_prompt.lower().strip()] * len(prompts), max_length
+        tokenizer, encoder, [p.lower().strip() for p in negative_prompts], max_length
     )
     return PromptFeatures(features, mask, negative, negative_mask)
 

@@ -1,6 +1,14 @@
 """Text-to-video and class-to-image pipelines on one base: components from one folder, one denoising loop."""
 
-from .base import Component, FrameCondition, IncompleteWeightsError, Pipeline, TextToVideoPipeline, prompts_of
+from .base import (
+    Component,
+    FrameCondition,
+    IncompleteWeightsError,
+    Pipeline,
+    TextToVideoPipeline,
+    negative_prompts_of,
+    prompts_of,
+)
 from .cogvideox import CogVideoXPipeline
 from .dit import DiTPipeline
 from .latte import LattePipeline
@@ -22,5 +30,6 @@ __all__ = [
     "Pipeline",
     "TextToVideoPipeline",
     "WanPipeline",
+    "negative_prompts_of",
     "prompts_of",
 ]

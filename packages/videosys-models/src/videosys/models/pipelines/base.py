@@ -41,6 +41,7 @@ __all__ = [
     "OutputType",
     "Pipeline",
     "TextToVideoPipeline",
+    "negative_prompts_of",
     "prompts_of",
 ]
 
@@ -265,13 +266,26 @@ def prompts_of(prompt: str | list[str]) -> list[str]:
     return prompts
 
 
+def negative_prompts_of(negative_prompt: str | list[str], count: int) -> list[str]:
+    """One negative prompt per prompt: a string stands for every one of the ``count`` prompts, a list gives each
+    its own (diffusers' pipelines take both); ValueError naming what was given otherwise."""
+    if isinstance(negative_prompt, str):
+        return [negative_prompt] * count
+    negatives = list(negative_prompt)
+    if len(negatives) != count or not all(isinstance(p, str) for p in negatives):
+        raise ValueError(
+            f"negative_prompt must be a string or a list of {count} strings (one per prompt), got {negative_prompt!r}"
+        )
+    return negatives
+
+
 class TextToVideoPipeline(Pipeline):
     """A prompt-to-video pipeline with a text encoder and a VAE: the parts every such pipeline shares.
 
     A subclass still loads its folder, encodes text its model's way, samples, and says how its VAE decodes
-    (:meth:`decode`); its ``__call__`` checks the arguments with :func:`prompts_of` and :meth:`check_output_type`
-    and ends with :meth:`finish`, so every text-to-video pipeline rejects bad input with the same messages and
-    returns the same three kinds of output.
+    (:meth:`decode`); its ``__call__`` checks the arguments with :func:`prompts_of`, :func:`negative_prompts_of`
+    and :meth:`check_output_type` and ends with :meth:`finish`, so every text-to-video pipeline rejects bad input
+    with the same messages and returns the same three kinds of output.
     """
 
     vae: Any

@@ -22,7 +22,7 @@ from videosys.core import current_step
 from ..loading import hub_free_options, load_backbone
 from ..text_encoders import encode_texts
 from ..transformers import CogVideoXTransformer
-from .base import Component, OutputType, TextToVideoPipeline, prompts_of
+from .base import Component, OutputType, TextToVideoPipeline, negative_prompts_of, prompts_of
 from .sampling import load_scheduler, make_generator, random_latents
 
 __all__ = ["CogVideoXPipeline", "dynamic_guidance"]
@@ -109,10 +109,10 @@ class CogVideoXPipeline(TextToVideoPipeline):
         return latents
 
     def encode_prompt(
-        self, prompts: list[str], negative_prompt: str, guided: bool, max_sequence_length: int
+        self, prompts: list[str], negatives: list[str], guided: bool, max_sequence_length: int
     ) -> torch.Tensor:
-        """T5 features of ``prompts``, then the negative prompt's when ``guided``: ``(B or 2B, L, 4096)``."""
-        texts = prompts + [negative_prompt] * len(prompts) if guided else prompts
+        """T5 features of ``prompts``, then their negative prompts' when ``guided``: ``(B or 2B, L, 4096)``."""
+        texts = prompts + negatives if guided else prompts
         return encode_texts(self.tokenizer, self.text_encoder, texts, max_sequence_length, mask_padding=False)[0]
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -125,7 +125,7 @@ class CogVideoXPipeline(TextToVideoPipeline):
         self,
         prompt: str | list[str],
         *,
-        negative_prompt: str = "",
+        negative_prompt: str | list[str] = "",
         num_frames: int = 49,
         height: int = 480,
         width: int = 720,
@@ -146,6 +146,7 @@ class CogVideoXPipeline(TextToVideoPipeline):
         latents ``(B, C, T, h, w)``; ``"video"`` the decoded float videos ``(B, 3, F, H, W)``.
         """
         prompts = prompts_of(prompt)
+        negatives = negative_prompts_of(negative_prompt, len(prompts))
         self.check_output_type(output_type)
         factor = self.vae_scale_factor * self.transformer.patch_size
         if height % factor or width % factor:
@@ -155,7 +156,7 @@ class CogVideoXPipeline(TextToVideoPipeline):
             raise ValueError(f"num_frames must be {temporal}k + 1 (1, {temporal + 1}, ...), got {num_frames}")
         generator = make_generator(seed, generator)
         guided = guidance_scale > 1.0
-        context = self.encode_prompt(prompts, negative_prompt, guided, max_sequence_length)
+        context = self.encode_prompt(prompts, negatives, guided, max_sequence_length)
         shape = (
             len(prompts),
             (num_frames - 1) // temporal + 1,

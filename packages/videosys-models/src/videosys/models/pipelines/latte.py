@@ -19,7 +19,7 @@ import torch
 from ..loading import hub_free_options, load_backbone
 from ..text_encoders import encode_prompts, mask_features
 from ..transformers import LatteTransformer
-from .base import Component, FrameCondition, OutputType, TextToVideoPipeline, prompts_of
+from .base import Component, FrameCondition, OutputType, TextToVideoPipeline, negative_prompts_of, prompts_of
 from .sampling import load_scheduler, make_generator, random_latents
 
 __all__ = ["LattePipeline"]
@@ -81,11 +81,11 @@ class LattePipeline(TextToVideoPipeline):
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def encode_prompt(
-        self, prompts: list[str], negative_prompt: str, guided: bool, mask_feature: bool = True
+        self, prompts: list[str], negatives: list[str], guided: bool, mask_feature: bool = True
     ) -> torch.Tensor:
-        """T5 features of ``prompts``, followed by the negative prompt's when ``guided``: ``(B or 2B, L, 4096)``."""
+        """T5 features of ``prompts``, followed by their negative prompts' when ``guided``: ``(B or 2B, L, 4096)``."""
         text = encode_prompts(
-            self.tokenizer, self.text_encoder, prompts, negative_prompt if guided else None, MAX_TEXT_TOKENS
+            self.tokenizer, self.text_encoder, prompts, negatives if guided else None, MAX_TEXT_TOKENS
         )
         embeds, negative = text.features, text.negative
         if mask_feature:
@@ -111,7 +111,7 @@ class LattePipeline(TextToVideoPipeline):
         self,
         prompt: str | list[str],
         *,
-        negative_prompt: str = "",
+        negative_prompt: str | list[str] = "",
         num_frames: int = 16,
         height: int = 512,
         width: int = 512,
@@ -134,6 +134,7 @@ class LattePipeline(TextToVideoPipeline):
         float videos ``(B, 3, T, H, W)``. ``given_frames`` holds latent frames fixed (video continuation).
         """
         prompts = prompts_of(prompt)
+        negatives = negative_prompts_of(negative_prompt, len(prompts))
         self.check_output_type(output_type)
         factor = self.vae_scale_factor * self.transformer.patch_size
         if height % factor or width % factor:
@@ -142,7 +143,7 @@ class LattePipeline(TextToVideoPipeline):
         if not 1 <= num_frames <= self.transformer.video_length:
             raise ValueError(f"num_frames {num_frames}: this Latte makes 1..{self.transformer.video_length} frames")
         guided = guidance_scale > 1.0
-        context = self.encode_prompt(prompts, negative_prompt, guided, mask_feature)
+        context = self.encode_prompt(prompts, negatives, guided, mask_feature)
         shape = (
             len(prompts),
             self.transformer.in_channels,

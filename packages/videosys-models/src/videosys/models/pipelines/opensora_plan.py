@@ -28,7 +28,7 @@ from ..loading import load_backbone
 from ..text_encoders import PromptFeatures, encode_prompts, mask_features
 from ..transformers import OpenSoraPlanLatte, OpenSoraPlanT2V
 from ..vae.causal_vae import TILING_V1_1, TILING_V1_2, CausalVAE, CausalVAETiling
-from .base import Component, ModelFn, OutputType, TextToVideoPipeline, prompts_of
+from .base import Component, ModelFn, OutputType, TextToVideoPipeline, negative_prompts_of, prompts_of
 from .sampling import load_scheduler, make_generator, random_latents
 
 __all__ = ["OpenSoraPlanPipeline", "OpenSoraPlanV11Pipeline", "OpenSoraPlanV12Pipeline", "release_components"]
@@ -190,10 +190,10 @@ class OpenSoraPlanPipeline(TextToVideoPipeline):
         """Float videos ``(B, 3, 1 + 4(T - 1), H, W)`` from sampled (scaled) latents ``(B, 4, T, h, w)``."""
         return self.vae.decode((latents / LATENT_SCALE).to(self.vae_dtype)).float()
 
-    def encode_prompt(self, prompts: list[str], negative_prompt: str, guided: bool) -> PromptFeatures:
-        """Text features of the prompts and, when ``guided``, of the negative prompt (:attr:`TEXT_TOKENS` each)."""
-        negative = negative_prompt if guided else None
-        return encode_prompts(self.tokenizer, self.text_encoder, prompts, negative, self.TEXT_TOKENS)
+    def encode_prompt(self, prompts: list[str], negatives: list[str], guided: bool) -> PromptFeatures:
+        """Text features of the prompts and, when ``guided``, of their negative prompts (:attr:`TEXT_TOKENS` each)."""
+        negatives_or_none = negatives if guided else None
+        return encode_prompts(self.tokenizer, self.text_encoder, prompts, negatives_or_none, self.TEXT_TOKENS)
 
     @abstractmethod
     def _model_fn(self, text: PromptFeatures) -> ModelFn:
@@ -204,7 +204,7 @@ class OpenSoraPlanPipeline(TextToVideoPipeline):
         self,
         prompt: str | list[str],
         *,
-        negative_prompt: str | None = None,
+        negative_prompt: str | list[str] | None = None,
         prompt_template: str | None = None,
         num_frames: int | None = None,
         height: int | None = None,
@@ -226,7 +226,9 @@ class OpenSoraPlanPipeline(TextToVideoPipeline):
         if "{}" not in template:
             raise ValueError(f"prompt_template must hold '{{}}' where the prompt goes, got {template!r}")
         prompts = [template.format(p) for p in prompts]
-        negative_prompt = self.NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+        negatives = negative_prompts_of(
+            self.NEGATIVE_PROMPT if negative_prompt is None else negative_prompt, len(prompts)
+        )
         num_inference_steps = self.STEPS if num_inference_steps is None else num_inference_steps
         self.check_output_type(output_type)
         asked = {"num_frames": num_frames, "height": height, "width": width}
@@ -247,7 +249,7 @@ class OpenSoraPlanPipeline(TextToVideoPipeline):
                 )
         generator = make_generator(seed, generator)
         guided = guidance_scale > 1.0
-        text = self.encode_prompt(prompts, negative_prompt, guided)
+        text = self.encode_prompt(prompts, negatives, guided)
         shape = (len(prompts), *self.vae.latent_shape(frames, height, width))
         latents = random_latents(shape, generator, self.device, torch.float32)
         latents = self.denoise(

@@ -19,7 +19,7 @@ import torch
 from ..loading import hub_free_options, load_backbone
 from ..text_encoders import encode_texts
 from ..transformers import WanTransformer
-from .base import Component, OutputType, TextToVideoPipeline, prompts_of
+from .base import Component, OutputType, TextToVideoPipeline, negative_prompts_of, prompts_of
 from .sampling import diffusers_class, load_scheduler, make_generator, random_latents
 
 __all__ = ["WanPipeline", "clean_prompt"]
@@ -99,7 +99,7 @@ class WanPipeline(TextToVideoPipeline):
         self,
         prompt: str | list[str],
         *,
-        negative_prompt: str = "",
+        negative_prompt: str | list[str] = "",
         num_frames: int = 81,
         height: int = 480,
         width: int = 832,
@@ -116,11 +116,12 @@ class WanPipeline(TextToVideoPipeline):
         :func:`videosys.core.io.save_video`); ``"latent"`` the final latents; ``"video"`` float ``(B, 3, T, H, W)``.
         """
         prompts = prompts_of(prompt)
+        negatives = negative_prompts_of(negative_prompt, len(prompts))
         self.check_output_type(output_type)
         shape = self.latent_shape(len(prompts), num_frames, height, width)
         generator = make_generator(seed, generator)
         guided = guidance_scale > 1.0
-        context = self.encode_prompt(prompts + [negative_prompt] * len(prompts) if guided else prompts)
+        context = self.encode_prompt(prompts + negatives if guided else prompts)
         latents = random_latents(shape, generator, self.device, torch.float32)
         latents = self.denoise(
             self.text_model_fn(context),

@@ -29,7 +29,7 @@ from videosys.core.layers import (
 )
 
 from ..loading import DIFFUSERS_BLOCK_RULES, rename_keys
-from .common import batch_timesteps, require_config
+from .common import batch_timesteps, check_text_features, require_config
 
 __all__ = ["CogVideoXBlock", "CogVideoXTransformer", "cropped_grid"]
 
@@ -153,8 +153,11 @@ class CogVideoXTransformer(STBackbone):
     ) -> None:
         super().__init__()
         dim = num_heads * head_dim
-        if rope and head_dim % 8:
-            raise ValueError(f"CogVideoX's 3-D RoPE splits the head dim in eighths; head_dim {head_dim} does not")
+        if rope and head_dim % 16:
+            raise ValueError(
+                f"CogVideoX's 3-D RoPE gives frames 1/4 of the head dim and rows and columns 3/8 each, every part in "
+                f"channel pairs, so the head dim must be a multiple of 16; got head_dim {head_dim}"
+            )
         if not rope and dim % 16:
             raise ValueError(f"CogVideoX's 3-D sin-cos positions need a width divisible by 16, got {dim}")
         self.dim, self.in_channels, self.out_channels, self.patch_size = dim, in_channels, out_channels, patch_size
@@ -201,11 +204,7 @@ class CogVideoXTransformer(STBackbone):
         """Patchify ``latents: (B, C, T, H, W)``, embed the timestep, project the T5 features ``(B, L, Ct)``."""
         x = self.patch_embed(latents)
         b, _, frames, height, width = latents.shape
-        if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[0] != b:
-            raise ValueError(
-                f"encoder_hidden_states must be (B={b}, L, {self.text_proj.in_features}), "
-                f"got shape {tuple(encoder_hidden_states.shape)}"
-            )
+        check_text_features(encoder_hidden_states, b, self.text_proj.in_features)
         gh, gw = height // self.patch_size, width // self.patch_size
         if self.rope:
             p = self.patch_size

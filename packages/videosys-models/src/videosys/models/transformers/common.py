@@ -17,6 +17,7 @@ __all__ = [
     "additive_key_mask",
     "adaln_single_t2v_args",
     "batch_timesteps",
+    "check_text_features",
     "require_config",
     "text_key_mask",
 ]
@@ -47,6 +48,14 @@ def add_sincos_2d(x: torch.Tensor, grid: tuple[int, int], base_size: int, interp
     """
     table = _sincos_table(grid[0], grid[1], x.shape[-1], base_size, float(interpolation_scale), x.device)
     return (x.float() + table).to(x.dtype)
+
+
+def check_text_features(features: torch.Tensor, batch: int, channels: int) -> None:
+    """Raise naming the shape when a backbone's text features are not ``(batch, L, channels)``."""
+    if features.dim() != 3 or features.shape[0] != batch or features.shape[2] != channels:
+        raise ValueError(
+            f"encoder_hidden_states must be (B={batch}, L, {channels}) text features, got shape {tuple(features.shape)}"
+        )
 
 
 def require_config(config: dict, model: str, **expected: object) -> None:

@@ -21,6 +21,7 @@ from .common import (
     PatchedBackbone,
     adaln_single_t2v_args,
     batch_timesteps,
+    check_text_features,
     require_config,
     text_key_mask,
 )
@@ -129,11 +130,7 @@ class LatteTransformer(PatchedBackbone):
         x, grid = self.patchify(latents)
         b, frames = latents.shape[0], latents.shape[2]
         t_emb = self.t_embedder(batch_timesteps(timestep, b, x.device), dtype=x.dtype)
-        if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[0] != b:
-            raise ValueError(
-                f"encoder_hidden_states must be (B={b}, L, {self.caption_projection.linear_1.in_features}), "
-                f"got shape {tuple(encoder_hidden_states.shape)}"
-            )
+        check_text_features(encoder_hidden_states, b, self.caption_projection.linear_1.in_features)
         cond = Conditioning(
             modulation=self.t_block(t_emb),
             context=self.caption_projection(encoder_hidden_states),

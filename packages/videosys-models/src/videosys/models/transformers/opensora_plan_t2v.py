@@ -36,6 +36,7 @@ from .common import (
     adaln_single_t2v_args,
     additive_key_mask,
     batch_timesteps,
+    check_text_features,
     require_config,
     text_key_mask,
 )
@@ -132,12 +133,7 @@ class OpenSoraPlanT2V(STBackbone):
         text = encoder_hidden_states
         if text.dim() == 4 and text.shape[1] == 1:
             text = text.squeeze(1)
-        channels = self.caption_projection.linear_1.in_features
-        if text.dim() != 3 or text.shape[0] != b or text.shape[2] != channels:
-            raise ValueError(
-                f"encoder_hidden_states must be (B={b}, L, {channels}) text features, "
-                f"got shape {tuple(encoder_hidden_states.shape)}"
-            )
+        check_text_features(text, b, self.caption_projection.linear_1.in_features)
         cond = OpenSoraPlanConditioning(
             modulation=self.t_block(t_emb),
             context=self.caption_projection(text.to(x.dtype)),

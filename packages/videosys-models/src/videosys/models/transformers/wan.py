@@ -29,7 +29,7 @@ from videosys.core.layers import (
 )
 
 from ..loading import DIFFUSERS_BLOCK_RULES, rename_keys
-from .common import batch_timesteps, require_config
+from .common import batch_timesteps, check_text_features, require_config
 
 __all__ = ["WanConditioning", "WanCrossAttention", "WanSelfAttention", "WanTransformer", "wan_rope_split"]
 
@@ -144,11 +144,7 @@ class WanTransformer(STBackbone):
                 f"token grid {sizes} (T, H, W) exceeds the {self.rope_max_seq_len} positions per axis "
                 "this checkpoint's RoPE covers (rope_max_seq_len)"
             )
-        text_dim = self.text_embedder.linear_1.in_features
-        if encoder_hidden_states.dim() != 3 or encoder_hidden_states.shape[0] != b:
-            raise ValueError(
-                f"encoder_hidden_states must be (B={b}, L, {text_dim}), got shape {tuple(encoder_hidden_states.shape)}"
-            )
+        check_text_features(encoder_hidden_states, b, self.text_embedder.linear_1.in_features)
         t_emb = self.time_embedder(batch_timesteps(timestep, b, x.device)).to(x.dtype)
         cond = WanConditioning(
             modulation=self.time_proj(t_emb),
