@@ -13,6 +13,12 @@ def test_every_rank_joins_one_group(tmp_path):
     assert reports == ["0 3 6.0", "1 3 6.0", "2 3 6.0"]  # 1 + 2 + 3 summed on every rank
 
 
+def test_a_rank_that_succeeded_skips_the_interpreters_teardown(tmp_path):
+    """An abort at exit, after the checks passed and the group was destroyed, does not fail the spawn."""
+    spawn(workers.report_rank_then_abort_at_exit, 2, str(tmp_path))
+    assert sorted(path.read_text() for path in tmp_path.glob("rank*.txt")) == ["0 2 3.0", "1 2 3.0"]
+
+
 def test_the_failing_rank_traceback_reaches_the_caller():
     """Rank 0, waiting in a collective rank 1 never joins, fails when rank 1 tears down; rank 1's error is reported."""
     with pytest.raises(mp.ProcessRaisedException, match="ValueError: rank 1 failed on purpose") as error:

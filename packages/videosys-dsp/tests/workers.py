@@ -559,3 +559,12 @@ def fail_on_last_rank() -> None:
     if dist.get_rank() == dist.get_world_size() - 1:
         raise ValueError(f"rank {dist.get_rank()} failed on purpose")
     dist.all_reduce(torch.ones(1))
+
+
+def report_rank_then_abort_at_exit(folder: str) -> None:
+    """:func:`report_rank`, then an exit handler that aborts the process as leftover gloo state was seen to."""
+    import atexit
+    import os
+
+    report_rank(folder)
+    atexit.register(os.abort)
