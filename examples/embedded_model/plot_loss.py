@@ -42,7 +42,14 @@ def main() -> None:
     ax.set_ylabel("DDPM loss (MSE of the prediction)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend()
+    handles = ax.get_legend_handles_labels()
+    if all("lr" in r for r in rows):  # the schedule beside the loss: where it decays shows in the curve
+        lr_axis = ax.twinx()
+        lr_axis.plot(steps, [r["lr"] for r in rows], color="C2", linewidth=1, linestyle=":", label="learning rate")
+        lr_axis.set_ylabel("learning rate")
+        lr_axis.set_ylim(bottom=0)
+        handles = [a + b for a, b in zip(handles, lr_axis.get_legend_handles_labels())]
+    ax.legend(*handles, fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(args.out)
     print(f"wrote {args.out}: {len(rows)} steps, last running mean {smooth[-1]:.4f}")

@@ -84,12 +84,6 @@ def test_clips_follow_the_prompts_colour_and_direction(pipeline, prompts):
         assert (got.color, got.direction) == (color, direction), prompt
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped weights draw squares with ragged edges (bounding-box fill 0.78-0.89, below the 0.9 of "
-    "a square), so the large blue square measures as a circle (docs/default_model.rst); strict, so this "
-    "fails once retrained weights draw every shape and the mark must go",
-)
 def test_large_clips_have_the_prompts_shape(pipeline):
     prompts = [p for p in SEEN + HELD_OUT if "large" in p.split()]
     for prompt, video in zip(prompts, pipeline(prompts, seed=0)):

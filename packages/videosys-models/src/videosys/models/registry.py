@@ -60,7 +60,7 @@ MODELS: dict[str, ModelSpec] = {
             task="text-to-video",
             pipeline="videosys.models.embedded:EmbeddedPipeline",
             description="embedded: a small Latte for moving-shape prompts (8x24x24 RGB), no download; "
-            "follows colour and direction",
+            "follows colour, shape and direction",
             defaults={"num_inference_steps": 20},
             pab=EMBEDDED_PAB,
             bundled=True,
