@@ -22,7 +22,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # A resumed run appends the steps it repeats after the checkpoint: the last record of each step wins.
+    # Files logged before the trainer trimmed them on resume can repeat steps: the last record of each step wins.
     by_step = {}
     for line in args.metrics.read_text().splitlines():
         if line.strip():
