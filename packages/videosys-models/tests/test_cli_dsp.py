@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -18,13 +19,14 @@ OPENSORA_ARGS = ["--model", "opensora-1.2", "--prompt", "a cat runs", "--frames"
                  "--steps", "3"]  # fmt: skip
 
 
-def videosys(*argv: str, ranks: int = 1) -> subprocess.CompletedProcess:
+def videosys(*argv: str, ranks: int = 1, script: list[str] | None = None) -> subprocess.CompletedProcess:
     """Run the CLI in fresh processes, under torchrun when ``ranks > 1`` (``--standalone``: torchrun binds its
-    store on a port the kernel picks, instead of the fixed default 29500 that concurrent runs would share)."""
+    store on a port the kernel picks, instead of the fixed default 29500 that concurrent runs would share).
+    ``script`` replaces ``-m videosys.models`` (a file that runs the CLI's ``main`` itself)."""
     launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)] if ranks > 1 else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    command = [sys.executable, *launch, "-m", "videosys.models", "generate", *map(str, argv)]
+    command = [sys.executable, *launch, *(script or ["-m", "videosys.models"]), "generate", *map(str, argv)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -68,3 +70,43 @@ def test_an_error_on_the_ranks_ends_every_rank_printed_once(latte_folder, tmp_pa
     # No rank prints a traceback; torchrun itself reports the failed launch (one ChildFailedError traceback).
     assert result.stderr.count("Traceback") == result.stderr.count("ChildFailedError:") <= 1, result.stderr
     assert not (tmp_path / "x.gif").exists()
+
+
+COUNT_THREADS_AROUND_MAIN = """
+import os, sys, threading
+import videosys.models.cli as cli
+
+def native_threads():
+    return len(os.listdir("/proc/self/task")) - threading.active_count()
+
+def full_disk(*args):
+    raise OSError("disk full")
+
+if {fail_writing}:
+    cli._write = full_disk  # rank 0 fails after the ranks sampled with the parallelized backbone
+before = native_threads()
+code = cli.main(sys.argv[1:])
+print(f"rank {{os.environ['RANK']}} exit {{code}} native threads {{before}} -> {{native_threads()}}", flush=True)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc (Linux)")
+@pytest.mark.parametrize(
+    ("folder", "args", "fails"),
+    [("latte_folder", ARGS, False), ("latte_folder", ARGS, True), ("opensora_folder", OPENSORA_ARGS, False)],
+    ids=["latte", "latte-rank-error", "opensora"],
+)
+def test_the_process_group_threads_end_before_the_interpreter_does(request, tmp_path, monkeypatch, folder, args, fails):
+    """The gloo group's threads are joined when ``main`` returns, on success and after a rank error. A group that
+    lived on into interpreter finalization aborted a finished run (SIGABRT) under load in CI: a worker thread
+    freeing the last collective's tensors needs the GIL, and finalization kills it inside a destructor."""
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # the tokenizer's own thread pool is not counted
+    script = tmp_path / "count_threads.py"
+    script.write_text(COUNT_THREADS_AROUND_MAIN.format(fail_writing=fails))
+    weights = request.getfixturevalue(folder)
+    result = videosys(*args, "--weights", weights, "--out", tmp_path / "x.gif", "--dsp", ranks=2, script=[str(script)])
+    counts = re.findall(r"rank (\d) exit (\d) native threads (\d+) -> (\d+)", result.stdout)
+    assert sorted(rank for rank, *_ in counts) == ["0", "1"], result.stdout + result.stderr
+    for _rank, code, before, after in counts:
+        assert code == ("1" if fails else "0") and after == before, result.stdout + result.stderr
+    assert ("rank 0: disk full" in result.stderr) == fails, result.stderr

@@ -52,6 +52,14 @@ def test_resume_latest_without_a_checkpoint(capsys, tmp_path):
     assert expected in _one_error_line(capsys)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("colossalai") is None, reason="ColossalAI is not installed")
+def test_too_little_data_for_one_batch_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--tiny", "-o", *SMALL, "train.batch_size=5"]) == 2
+    expected = "videosys-train: config error: data: 4 samples do not fill one global batch of 5 x 1 ranks"
+    assert _one_error_line(capsys).startswith(expected)
+
+
 def test_resume_latest_without_a_checkpoint_under_torchrun_stops_every_rank_and_says_it_once(torchrun, tmp_path):
     command = [*torchrun, "-m", "videosys.train.cli", "--tiny", "-o", f"output_dir={tmp_path}", "--resume", "latest"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ})

@@ -23,6 +23,7 @@ from .backbone import (
     check_backbone,
 )
 from .conditioning import Conditioning, token_field, token_fields
+from .distributed import exit_without_finalization, leave_process_group
 from .joint import JointAttention, JointBranch, JointSelfAttention
 from .layout import AttentionAxis, VideoGrid, VideoShape, check_video_tokens, from_sequences, to_sequences
 from .modules import Branch, CrossAttention, CrossAttentionBase, SelfAttention, VideoAttention
@@ -59,7 +60,9 @@ __all__ = [
     "check_video_tokens",
     "current_step",
     "denoising_step",
+    "exit_without_finalization",
     "from_sequences",
+    "leave_process_group",
     "scaled_dot_product",
     "to_sequences",
     "token_field",

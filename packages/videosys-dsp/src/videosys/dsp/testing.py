@@ -18,7 +18,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import sys
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -28,6 +27,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from videosys.core import exit_without_finalization
 
 __all__ = ["spawn"]
 
@@ -51,19 +52,7 @@ def _rank(rank: int, world_size: int, folder: str, timeout: timedelta, fn: Calla
         dist.destroy_process_group()
         raise
     dist.destroy_process_group()
-    _exit_without_teardown()
-
-
-def _exit_without_teardown() -> None:
-    """End a rank whose checks all passed without the interpreter's teardown.
-
-    gloo state that something still references at exit is destroyed there in no fixed order, and under load a
-    rank was seen to abort at that point (``terminate called without an active exception``, SIGABRT) after
-    every check had passed and the group was destroyed. Its work is done and reported, so nothing is lost.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_without_finalization(0)  # every check passed: a rank must not abort in the interpreter's teardown
 
 
 def _record_first_failure(folder: Path, rank: int) -> None:

@@ -16,10 +16,15 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .registry import DEFAULT_MODEL, MODELS, ModelSpec, list_models
 from .request import DTYPES, IMAGE_SUFFIXES, Request, validate
+
+if TYPE_CHECKING:
+    import torch
+
+    from .ranks import Ranks
 
 __all__ = ["describe_model", "describe_pab", "generate", "main"]
 
@@ -150,53 +155,64 @@ def _pab_saved(model: Any) -> str:
 def generate(request: Request) -> str:
     """Load, sample and (on rank 0) write; returns the summary line."""
     from .ranks import ranks
-    from .registry import load
 
     with ranks(request.dsp, request.device, _report) as (group, device):
-        error, pipeline = None, None
-        started = time.perf_counter()
-        try:
-            pipeline = load(
-                request.spec.name,
-                request.weights,
-                device=device,
-                dtype=request.dtype,
-                allow_bin=request.allow_bin,
-                **request.load_options,
-            )
-            if request.pab is not None:
-                import videosys.pab as pab
-
-                pab.enable(pipeline.transformer, request.pab)
-            if request.dsp:
-                import videosys.dsp as dsp
-
-                dsp.parallelize(pipeline.transformer)
-        except Exception as err:
-            error = err
-        group.agree(error)
-        loaded = time.perf_counter()
-        result = None
-        try:
-            output = pipeline(request.condition, progress=group.is_writer, **request.call)
-            result = output[0] if request.video else output
-        except Exception as err:
-            error = err
-        group.agree(error)
-        sampled = time.perf_counter()
-        try:
-            if group.is_writer:
-                _write(result, request.out, getattr(pipeline, "fps", 1))
-        except Exception as err:
-            error = err
-        group.agree(error)
+        load_s, sample_s, pab_note = _run(request, group, device)
     steps = request.call["num_inference_steps"]
-    pab_note = _pab_saved(pipeline.transformer) if request.pab is not None else "PAB off"
     ranks_note = f" on {group.world} ranks (DSP)" if request.dsp else ""
     return (
-        f"{PROG}: wrote {request.out} in {sampled - loaded:.1f} s{ranks_note} (loading {loaded - started:.1f} s), "
+        f"{PROG}: wrote {request.out} in {sample_s:.1f} s{ranks_note} (loading {load_s:.1f} s), "
         f"{steps} steps, {pab_note}"
     )
+
+
+def _run(request: Request, group: Ranks, device: torch.device) -> tuple[float, float, str]:
+    """Every phase of :func:`generate` on this rank; returns (load seconds, sample seconds, PAB note).
+
+    Its own function so that the pipeline, which holds the process group once DSP parallelized it, is gone when
+    :func:`~videosys.models.ranks.ranks` leaves the group.
+    """
+    from .registry import load
+
+    error, pipeline = None, None
+    started = time.perf_counter()
+    try:
+        pipeline = load(
+            request.spec.name,
+            request.weights,
+            device=device,
+            dtype=request.dtype,
+            allow_bin=request.allow_bin,
+            **request.load_options,
+        )
+        if request.pab is not None:
+            import videosys.pab as pab
+
+            pab.enable(pipeline.transformer, request.pab)
+        if request.dsp:
+            import videosys.dsp as dsp
+
+            dsp.parallelize(pipeline.transformer)
+    except Exception as err:
+        error = err
+    group.agree(error)
+    loaded = time.perf_counter()
+    result = None
+    try:
+        output = pipeline(request.condition, progress=group.is_writer, **request.call)
+        result = output[0] if request.video else output
+    except Exception as err:
+        error = err
+    group.agree(error)
+    sampled = time.perf_counter()
+    try:
+        if group.is_writer:
+            _write(result, request.out, getattr(pipeline, "fps", 1))
+    except Exception as err:
+        error = err
+    group.agree(error)
+    pab_note = _pab_saved(pipeline.transformer) if request.pab is not None else "PAB off"
+    return loaded - started, sampled - loaded, pab_note
 
 
 def _report(message: str) -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+
+from videosys.core import leave_process_group
 
 __all__ = ["RankError", "Ranks", "ranks"]
 
@@ -60,7 +63,10 @@ def ranks(enabled: bool, device: torch.device, report: Callable[[str], None]) ->
     """Join the torchrun process group when ``enabled`` (gloo on CPU, NCCL on CUDA; one GPU per local rank).
 
     A :class:`RankError` is ``report``-ed by rank 0, and no rank leaves before that (torchrun stops the
-    remaining ranks as soon as one exits with an error).
+    remaining ranks as soon as one exits with an error). The group is left with
+    :func:`videosys.core.leave_process_group`, so the run's objects must not outlive the ``with`` block in the
+    caller's frame: keep them in a function called inside it. An error's traceback would keep them too, so its
+    finished frames are cleared.
     """
     if not enabled:
         yield Ranks(), device
@@ -74,11 +80,24 @@ def ranks(enabled: bool, device: torch.device, report: Callable[[str], None]) ->
     group = Ranks(dist.get_rank(), dist.get_world_size())
     try:
         yield group, device
-    except RankError as error:
-        if group.is_writer:
-            report(str(error))
-        error.reported = True
-        dist.barrier()
+    except BaseException as error:
+        if isinstance(error, RankError):
+            if group.is_writer:
+                report(str(error))
+            error.reported = True
+            dist.barrier()
+        _clear_finished_frames(error)
         raise
     finally:
-        dist.destroy_process_group()
+        leave_process_group()
+
+
+def _clear_finished_frames(error: BaseException) -> None:
+    """Drop the locals of the finished frames in ``error``'s tracebacks (its causes' too): they hold the run's
+    objects, and so the process group, past :func:`leave_process_group`. Line numbers stay for printing."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__

@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
 from .checkpoint import resolve_resume
 from .config import ConfigError, TrainConfig, load_config, validate
 
-__all__ = ["CONFIGS", "TINY_CONFIG", "main", "run_tool"]
+__all__ = ["CONFIGS", "TINY_CONFIG", "entry_point", "main", "run_tool"]
 
 CONFIGS = resources.files("videosys.train") / "configs"
 """The packaged configs: ``tiny.yaml`` (Latte, CPU), ``dit_tiny.yaml`` (DiT, CPU), ``dit_xl2_imagenet256.yaml``."""
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
 
+    from videosys.core import leave_process_group
+
     from .trainer import Trainer, init_distributed
 
     owns_group = init_distributed()
@@ -90,14 +93,31 @@ def main(argv: list[str] | None = None) -> int:
             if is_main:
                 print(f"videosys-train: config error: {error}", file=sys.stderr)
             return 2
-        result = Trainer(config).fit(resume)
+        try:
+            result = Trainer(config).fit(resume)
+        except ConfigError as err:  # found once the data is read: raised on every rank alike
+            if is_main:
+                print(f"videosys-train: config error: {err}", file=sys.stderr)
+            return 2
     finally:
-        if owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+        if owns_group:
+            leave_process_group()
     if result.checkpoint is not None and is_main:
         print(f"trained to step {result.global_step}; last checkpoint {result.checkpoint}")
     return 0
 
 
+def entry_point() -> NoReturn:
+    """The ``videosys-train`` command: :func:`main`, then an exit that skips the interpreter's finalization.
+
+    The trainer's ``DistributedDataParallel`` keeps the process group alive from C++ after the group is left, and
+    a gloo worker thread still freeing the last collective's tensors when the interpreter finalizes aborts a
+    finished run (SIGABRT). Everything the run writes is closed by then.
+    """
+    from videosys.core import exit_without_finalization
+
+    exit_without_finalization(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

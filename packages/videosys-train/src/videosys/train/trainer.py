@@ -27,7 +27,7 @@ from .checkpoint import (
     write_atomically,
     write_json,
 )
-from .config import OptimConfig, TrainConfig, validate
+from .config import ConfigError, OptimConfig, TrainConfig, validate
 from .data import (
     ImageFolderDataset,
     LatentDataset,
@@ -174,9 +174,12 @@ class Trainer:
             self.dataset = VideoCaptionDataset(data.csv, data.num_frames, data.frame_interval, data.size)
         self.classes: list[str] | None = getattr(self.dataset, "classes", None)
         """Class names in label order (class-conditional data), saved with every checkpoint for export."""
-        self.sampler = ResumableBatchSampler(
-            len(self.dataset), self.config.train.batch_size, self.config.seed, self.mesh.dp_rank, self.mesh.dp_size
-        )
+        try:
+            self.sampler = ResumableBatchSampler(
+                len(self.dataset), self.config.train.batch_size, self.config.seed, self.mesh.dp_rank, self.mesh.dp_size
+            )
+        except ValueError as err:  # too little data for the batch: every rank sees the same dataset, so all stop
+            raise ConfigError(f"data: {err}") from err
 
     def _build_model(self) -> None:
         from colossalai.booster import Booster
@@ -382,32 +385,34 @@ class Trainer:
         samples_per_step = c.train.batch_size * self.mesh.dp_size
         batches = self.batches(epoch, step_in_epoch)
         self.model.train()
-        while global_step < c.train.steps:
-            start = time.perf_counter()
-            epoch, step_in_epoch, batch = next(batches)
-            lr = self.scheduler.get_last_lr()[0]
-            loss = self.train_step(batch)
-            global_step += 1
-            result.losses.append(loss)
-            elapsed = time.perf_counter() - start
-            throughput = {
-                "samples/s": samples_per_step / elapsed,
-                "tokens/s": samples_per_step * self.tokens_per_sample / elapsed,
-            }
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss} at step {global_step}")
+        try:
+            while global_step < c.train.steps:
+                start = time.perf_counter()
+                epoch, step_in_epoch, batch = next(batches)
+                lr = self.scheduler.get_last_lr()[0]
+                loss = self.train_step(batch)
+                global_step += 1
+                result.losses.append(loss)
+                elapsed = time.perf_counter() - start
+                throughput = {
+                    "samples/s": samples_per_step / elapsed,
+                    "tokens/s": samples_per_step * self.tokens_per_sample / elapsed,
+                }
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss} at step {global_step}")
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.1f}" for k, v in throughput.items()})
+                if self.is_main:
+                    self._log(writer, {"step": global_step, "loss": loss, "lr": lr, **throughput})
+                if global_step % c.checkpoint.every == 0 or global_step == c.train.steps:
+                    result.checkpoint = self.save(epoch, step_in_epoch, global_step)
+        finally:  # the events reach TensorBoard's file also when a step fails
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.1f}" for k, v in throughput.items()})
-            if self.is_main:
-                self._log(writer, {"step": global_step, "loss": loss, "lr": lr, **throughput})
-            if global_step % c.checkpoint.every == 0 or global_step == c.train.steps:
-                result.checkpoint = self.save(epoch, step_in_epoch, global_step)
+                bar.close()
+            if writer is not None:
+                writer.close()
         result.global_step = global_step
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
         return result
 
     def _log(self, writer: Any, record: dict[str, float]) -> None:
