@@ -92,3 +92,21 @@ def test_bad_inputs_name_what_was_expected(golden):
         model(golden["x"], **{**inputs, "x_mask": torch.ones(2, 4, dtype=torch.bool)})
     with pytest.raises(ValueError, match="height and width in pixels"):
         model(golden["x"], **{**inputs, "height": None})
+    length = golden["y"].shape[-2]
+    for bad in (torch.ones(2, length + 1), torch.ones(3, length), torch.ones(2, 2, length)):
+        shape = str(tuple(bad.shape)).replace("(", r"\(").replace(")", r"\)")
+        with pytest.raises(ValueError, match=rf"mask must be \(B, L\) = \(2, {length}\).*got shape {shape}"):
+            model(golden["x"], **{**inputs, "mask": bad})
+
+
+def test_the_caption_mask_takes_the_shapes_the_original_passes(golden):
+    """``(B, 1, L)`` as the original's ``encode_text`` squeezes it, and one ``(1, L)`` row for every sample."""
+    model = load_backbone(STDiT3, FIXTURES / "stdit3")
+    inputs = {name: golden[name] for name in INPUTS}
+    mask = golden["mask"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(golden["x"], **{**inputs, "mask": mask[:, None]}), golden["output"],
+                                   rtol=0, atol=1e-5)  # fmt: skip
+        shared = model(golden["x"], **{**inputs, "mask": mask[:1]})
+        each = model(golden["x"], **{**inputs, "mask": mask[:1].expand_as(mask)})
+    torch.testing.assert_close(shared, each, rtol=0, atol=0)

@@ -184,9 +184,10 @@ class STDiT3(STBackbone):
     ) -> tuple[torch.Tensor, STDiT3Conditioning]:
         """Patchify ``latents``, embed timestep + fps, project the caption.
 
-        ``y``: T5 features ``(B, L, Cc)`` (or the original's ``(B, 1, L, Cc)``); ``mask``: ``(B, L)``, nonzero
-        for real tokens; ``x_mask``: boolean ``(B, T)``, False for frames given as conditioning (modulated
-        with timestep 0); ``height``/``width``: the video's size in pixels, which scales the positions.
+        ``y``: T5 features ``(B, L, Cc)`` (or the original's ``(B, 1, L, Cc)``); ``mask``: ``(B, L)`` (``(1, L)`` for
+        every sample, or the original's ``(B, 1, L)``), nonzero for real tokens; ``x_mask``: boolean ``(B, T)``,
+        False for frames given as conditioning (modulated with timestep 0); ``height``/``width``: the video's size
+        in pixels, which scales the positions.
         """
         if height is None or width is None:
             raise ValueError("STDiT3 needs the video's height and width in pixels (they scale the positions)")
@@ -212,6 +213,11 @@ class STDiT3(STBackbone):
         if y.dim() != 3 or y.shape[0] != b:
             raise ValueError(f"y must be (B={b}, L, channels) T5 features, got shape {tuple(y.shape)}")
         if mask is not None:
+            mask = mask.squeeze(1) if mask.dim() == 3 and mask.shape[1] == 1 else mask
+            if mask.dim() != 2 or mask.shape[0] not in (1, b) or mask.shape[1] != y.shape[1]:
+                raise ValueError(
+                    f"mask must be (B, L) = ({b}, {y.shape[1]}), (1, L) or (B, 1, L), got shape {tuple(mask.shape)}"
+                )
             mask = mask.to(device=x.device).bool().expand(b, -1)
         cond = STDiT3Conditioning(
             modulation=modulation,
