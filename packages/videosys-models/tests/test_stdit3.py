@@ -95,7 +95,8 @@ def test_bad_inputs_name_what_was_expected(golden):
     length = golden["y"].shape[-2]
     for bad in (torch.ones(2, length + 1), torch.ones(3, length), torch.ones(2, 2, length)):
         shape = str(tuple(bad.shape)).replace("(", r"\(").replace(")", r"\)")
-        with pytest.raises(ValueError, match=rf"mask must be \(B, L\) = \(2, {length}\).*got shape {shape}"):
+        expected = rf"mask must be \(B, L\) = \(2, {length}\), \(1, L\) or \(B, 1, L\), got {shape}"
+        with pytest.raises(ValueError, match=expected):
             model(golden["x"], **{**inputs, "mask": bad})
 
 

@@ -15,7 +15,6 @@ rank that succeeded exits without the interpreter's teardown, where leftover glo
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import tempfile
@@ -28,7 +27,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from videosys.core import exit_without_finalization
+from videosys.core import exit_without_finalization, leave_process_group
 
 __all__ = ["spawn"]
 
@@ -45,13 +44,12 @@ def _rank(rank: int, world_size: int, folder: str, timeout: timedelta, fn: Calla
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size, timeout=timeout)
     try:
         fn(*args)
-        gc.collect()  # what fn left in reference cycles, holding the group, goes while the group still exists
         dist.barrier()  # only on success: a failed rank must not make the others wait for it
     except BaseException:
         _record_first_failure(Path(folder), rank)
-        dist.destroy_process_group()
+        leave_process_group()
         raise
-    dist.destroy_process_group()
+    leave_process_group()  # what fn left in reference cycles, holding the group, goes before the group does
     exit_without_finalization(0)  # every check passed: a rank must not abort in the interpreter's teardown
 
 

@@ -89,19 +89,18 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as err:
             error = str(err)
         error = _agreed(error)
-        if error is not None:
-            if is_main:
-                print(f"videosys-train: config error: {error}", file=sys.stderr)
-            return 2
-        try:
-            result = Trainer(config).fit(resume)
-        except ConfigError as err:  # found once the data is read: raised on every rank alike
-            if is_main:
-                print(f"videosys-train: config error: {err}", file=sys.stderr)
-            return 2
+        if error is None:
+            try:
+                result = Trainer(config).fit(resume)
+            except ConfigError as err:  # found once the data is read: raised on every rank alike
+                error = str(err)
     finally:
         if owns_group:
             leave_process_group()
+    if error is not None:
+        if is_main:
+            print(f"videosys-train: config error: {error}", file=sys.stderr)
+        return 2
     if result.checkpoint is not None and is_main:
         print(f"trained to step {result.global_step}; last checkpoint {result.checkpoint}")
     return 0

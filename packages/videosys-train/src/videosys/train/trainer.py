@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from videosys.core import leave_process_group
+
 from .checkpoint import (
     RUNNING_STATES,
     checkpoint_name,
@@ -436,8 +438,8 @@ class Trainer:
 
     def close(self) -> None:
         """Leave the process group if this trainer created it."""
-        if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+        if self.owns_group:
+            leave_process_group()
             self.owns_group = False
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "additive_key_mask",
     "adaln_single_t2v_args",
     "batch_timesteps",
+    "caption_mask",
     "check_text_features",
     "require_config",
     "text_key_mask",
@@ -111,18 +112,25 @@ def additive_key_mask(mask: torch.Tensor) -> torch.Tensor:
     return mask | hides_all.view(-1, *[1] * (mask.dim() - 1))
 
 
-def text_key_mask(mask: torch.Tensor | None, batch: int, length: int, device: torch.device) -> torch.Tensor | None:
-    """A caption mask as the originals take it (``(B, L)`` or ``(B, 1, L)``, 1/0 or boolean, nonzero = real token)
-    as the boolean ``(B, L)`` key mask core attention takes (see :func:`additive_key_mask`)."""
-    if mask is None:
-        return None
+def caption_mask(
+    mask: torch.Tensor, batch: int, length: int, device: torch.device, *, name: str, shared: bool = False
+) -> torch.Tensor:
+    """A caption mask as the originals take it (``(B, L)`` or ``(B, 1, L)``, 1/0 or boolean, nonzero = real token;
+    one ``(1, L)`` row for every sample when ``shared``) as a boolean ``(B, L)``; ``name`` is the argument's."""
     if mask.dim() == 3 and mask.shape[1] == 1:
         mask = mask.squeeze(1)
-    if mask.shape != (batch, length):
-        raise ValueError(
-            f"encoder_attention_mask must be (B, L) = ({batch}, {length}) or (B, 1, L), got {tuple(mask.shape)}"
-        )
-    return additive_key_mask(mask.to(device).bool())
+    if mask.dim() != 2 or mask.shape[0] not in ((1, batch) if shared else (batch,)) or mask.shape[1] != length:
+        also = ", (1, L)" if shared else ""
+        raise ValueError(f"{name} must be (B, L) = ({batch}, {length}){also} or (B, 1, L), got {tuple(mask.shape)}")
+    return mask.to(device).bool().expand(batch, -1)
+
+
+def text_key_mask(mask: torch.Tensor | None, batch: int, length: int, device: torch.device) -> torch.Tensor | None:
+    """A caption mask as the originals take it (see :func:`caption_mask`) as the boolean ``(B, L)`` key mask core
+    attention takes (see :func:`additive_key_mask`)."""
+    if mask is None:
+        return None
+    return additive_key_mask(caption_mask(mask, batch, length, device, name="encoder_attention_mask"))
 
 
 class PatchedBackbone(STBackbone):

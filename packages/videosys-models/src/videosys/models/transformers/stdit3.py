@@ -42,7 +42,7 @@ from videosys.core.layers import (
 )
 
 from ..loading import CheckpointError, rename_keys
-from .common import add_sincos_2d, batch_timesteps, require_config
+from .common import add_sincos_2d, batch_timesteps, caption_mask, require_config
 
 __all__ = ["STDiT3", "STDiT3Conditioning"]
 
@@ -213,12 +213,7 @@ class STDiT3(STBackbone):
         if y.dim() != 3 or y.shape[0] != b:
             raise ValueError(f"y must be (B={b}, L, channels) T5 features, got shape {tuple(y.shape)}")
         if mask is not None:
-            mask = mask.squeeze(1) if mask.dim() == 3 and mask.shape[1] == 1 else mask
-            if mask.dim() != 2 or mask.shape[0] not in (1, b) or mask.shape[1] != y.shape[1]:
-                raise ValueError(
-                    f"mask must be (B, L) = ({b}, {y.shape[1]}), (1, L) or (B, 1, L), got shape {tuple(mask.shape)}"
-                )
-            mask = mask.to(device=x.device).bool().expand(b, -1)
+            mask = caption_mask(mask, b, y.shape[1], x.device, name="mask", shared=True)
         cond = STDiT3Conditioning(
             modulation=modulation,
             context=self.y_embedder(y.to(x.dtype)),
